@@ -1,0 +1,1 @@
+"""Thin Typer front end: one file per subcommand, no algorithm code, no top-level torch import."""

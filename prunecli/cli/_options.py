@@ -1,0 +1,18 @@
+"""Options shared by several commands, typed once (Annotated, so Typer stays replaceable)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Ckpt = Annotated[str, typer.Argument(help="input checkpoint (.safetensors); `-` reads stdin", show_default=False)]
+Out = Annotated[str, typer.Option("-o", "--output", help="output checkpoint; `-` writes stdout", show_default=False)]
+Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:..], cifar10:DIR, cifar100:DIR, imagefolder:DIR")]
+Json = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")]
+Seed = Annotated[int, typer.Option("--seed", help="random seed (data order, augmentation, init)")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="batch size")]
+Workers = Annotated[int, typer.Option("--workers", min=0, help="data-loading worker processes")]
+Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
+Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]

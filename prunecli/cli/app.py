@@ -1,0 +1,81 @@
+"""The `prunecli` app: registers the subcommands and turns user errors into one line + exit 2.
+
+Nothing heavy is imported here: each command imports torch & co. inside its body, so
+`prunecli --help` costs about as much as starting Python.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from prunecli import __version__
+from prunecli.cli import analyze, evaluate, finetune, import_, info, ls, profile, prune, train
+
+app = typer.Typer(
+    name="prunecli",
+    help=(
+        "Neural-network pruning research from the shell.\n\n"
+        "Composable steps that read and write self-describing .safetensors checkpoints:\n\n"
+        "  prunecli train --model resnet20 --data digits -o base.safetensors\n\n"
+        "  prunecli prune base.safetensors --method l1 --target-macs 0.5x -o pruned.safetensors\n\n"
+        "  prunecli finetune pruned.safetensors --data digits -o ft.safetensors\n\n"
+        "  prunecli evaluate ft.safetensors --data digits\n\n"
+        "  prunecli profile ft.safetensors --compare base.safetensors"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"prunecli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+app.command("train")(train.train)
+app.command("analyze")(analyze.analyze)
+app.command("prune")(prune.prune)
+app.command("finetune")(finetune.finetune)
+app.command("evaluate")(evaluate.evaluate)
+app.command("profile")(profile.profile)
+app.command("info")(info.info)
+app.command("import")(import_.import_weights)
+app.add_typer(ls.app, name="ls")
+
+
+def main() -> None:
+    from prunecli.errors import UserError
+
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except UserError as err:
+        if debug:
+            raise
+        from prunecli.cli._output import err as console
+
+        console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        if err.hint:
+            console.print(f"[dim]hint: {err.hint}[/]", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

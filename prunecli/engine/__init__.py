@@ -1,0 +1,1 @@
+"""Explicit training, fine-tuning and evaluation loops (no framework)."""

@@ -1,0 +1,41 @@
+"""Resolved options of a training or fine-tuning run (recorded in the checkpoint lineage)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(30, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_size: int = Field(30, ge=1, description="epochs between ×gamma decays (step schedule)")
+    gamma: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    workers: int = Field(0, ge=0)
+    # knowledge distillation (finetune --teacher)
+    kd_alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; CE gets 1-alpha")
+    kd_temperature: float = Field(4.0, gt=0)
+
+
+def make_config(**kwargs) -> TrainConfig:
+    """Validate options; a bad value becomes one line naming the flag."""
+    from pydantic import ValidationError
+
+    from prunecli.errors import UserError
+
+    try:
+        return TrainConfig(**kwargs)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None

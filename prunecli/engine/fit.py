@@ -1,0 +1,103 @@
+"""A training run: epochs of train + validate, a checkpoint after every epoch, and resume.
+
+The optimizer, scheduler, epoch and RNG state go to `<stem>.state.pt` beside the output
+(plain tensors and numbers, loaded with `weights_only=True`); the weights live in the
+output checkpoint itself. `--resume` reloads both and continues at the next epoch; the
+loaders are seeded per epoch, so the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from prunecli.cli._output import err, progress
+from prunecli.engine.config import TrainConfig
+from prunecli.engine.loop import evaluate, kd_loss, train_one_epoch
+from prunecli.engine.optim import make_optimizer, make_scheduler
+from prunecli.errors import UserError
+from prunecli.io import atomic
+from prunecli.io.sidecars import sidecar_path
+
+
+def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(
+        {"epoch": epoch, "config": cfg.model_dump(), "optimizer": optimizer.state_dict(),
+         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+        buf,
+    )
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def load_state(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"nothing to resume: {path} does not exist (run without --resume first)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"cannot read training state {path}: {str(error)[:200]}") from None
+
+
+def fit(
+    model, dataset, cfg: TrainConfig, device: str, out: str, save: Callable[[dict], None],
+    teacher=None, resume_state: dict | None = None, stop_after: int | None = None,
+) -> dict:
+    """Train `model` in place; `save(metrics)` writes the checkpoint after each epoch."""
+    train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
+    val_loader = dataset.loader("val", max(cfg.batch_size, 256), workers=cfg.workers)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(train_loader))
+    start = 0
+    if resume_state is not None:
+        if resume_state["config"] != cfg.model_dump():
+            raise UserError("--resume with different training options than the interrupted run")
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        torch.set_rng_state(resume_state["rng"])
+        start = resume_state["epoch"]
+        err.print(f"resuming at epoch {start + 1}/{cfg.epochs}")
+    loss_fn = _loss(cfg, teacher)
+    state_path = sidecar_path(out, "state.pt") if out != "-" else None
+    metrics: dict = {}
+    done = 0
+    with progress() as bar:
+        task = bar.add_task("train", total=len(train_loader), status="")
+        for epoch in range(start, cfg.epochs):
+            if stop_after is not None and done >= stop_after:
+                err.print(f"stopping after {done} epoch(s) as asked; continue with --resume")
+                break
+            train_loader.set_epoch(epoch)
+            bar.reset(task, total=len(train_loader), description=f"epoch {epoch + 1}/{cfg.epochs}")
+            t0 = time.perf_counter()
+            train_loss, seen = train_one_epoch(
+                model, train_loader, optimizer, scheduler, device, loss_fn, teacher,
+                on_step=lambda: bar.advance(task),
+            )
+            secs = time.perf_counter() - t0
+            val = evaluate(model, val_loader, device)
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": val["top1"],
+                       "val_top5": val["top5"], "val_loss": val["loss"], "images_per_s": seen / secs}
+            err.print(
+                f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  val top1 {val['top1']:.2f}%"
+                f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
+            )
+            if out != "-":
+                save(metrics)
+                _save_state(state_path, epoch + 1, cfg, optimizer, scheduler)
+            done += 1
+    if out == "-" or cfg.epochs == 0:
+        save(metrics)
+    return metrics
+
+
+def _loss(cfg: TrainConfig, teacher):
+    if teacher is not None:
+        return lambda s, y, t: kd_loss(s, t, y, cfg.kd_alpha, cfg.kd_temperature, cfg.label_smoothing)
+    return lambda s, y: F.cross_entropy(s, y, label_smoothing=cfg.label_smoothing)

@@ -1,0 +1,36 @@
+"""Optimizer and learning-rate schedule factories."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from prunecli.engine.config import TrainConfig
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
+    )
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """A per-step LambdaLR: linear warm-up, then cosine / step / constant (per-epoch semantics)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "cosine":
+            t = (step - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        if cfg.schedule == "step":
+            return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -1,0 +1,109 @@
+"""Library entry points behind `train`, `finetune` and `evaluate` (the CLI only parses options)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prunecli.cli._output import err
+from prunecli.engine.config import TrainConfig
+from prunecli.errors import UserError
+from prunecli.io import checkpoint as ckpt
+from prunecli.io.schema import DataRef, Header, ModelRef
+from prunecli.io.sidecars import sidecar_path
+
+
+def check_classes(header: Header, dataset) -> None:
+    if header.num_classes is not None and header.num_classes != dataset.num_classes:
+        raise UserError(
+            f"data {dataset.spec!r} has {dataset.num_classes} classes but the checkpoint's model "
+            f"predicts {header.num_classes}"
+        )
+
+
+def data_ref(dataset) -> DataRef:
+    return DataRef(spec=dataset.spec, num_classes=dataset.num_classes, mean=list(dataset.mean), std=list(dataset.std))
+
+
+def _saver(model, out: str, header: Header):
+    def save(metrics: dict[str, Any]) -> None:
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        ckpt.save(model, out, header.model_copy(update={"metrics": numeric}))
+
+    return save
+
+
+def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: str, *,
+          init: str | None = None, resume: bool = False, stop_after: int | None = None,
+          options: dict | None = None) -> dict:
+    """Train a registry model (or continue from `--init` weights) and write `out`."""
+    from prunecli.data import build_data
+    from prunecli.engine.fit import fit, load_state
+    from prunecli.models import build_model
+    from prunecli.utils.runtime import resolve_device, seed_everything
+
+    device = resolve_device(device)
+    dataset = build_data(data_spec)
+    seed_everything(cfg.seed)
+    parent_sha = None
+    if init is not None:
+        loaded = ckpt.load(init)
+        check_classes(loaded.header, dataset)
+        model, header_base, parent_sha = loaded.model, loaded.header, loaded.sha256
+    else:
+        model, entry, kwargs = build_model(model_name, num_classes=dataset.num_classes)
+        header_base = ckpt.new_header(
+            None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
+            input_shape=list(dataset.input_shape), num_classes=dataset.num_classes,
+        )
+    state = None
+    if resume:
+        if out == "-":
+            raise UserError("--resume needs a file output, not `-o -`")
+        state = load_state(sidecar_path(out, "state.pt"))
+        model = ckpt.load(out).model
+    entry_ = ckpt.lineage_entry("train", options or cfg.model_dump(), parent_sha)
+    header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
+    model.to(device)
+    err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
+    metrics = fit(model, dataset, cfg, device, out, _saver(model, out, header), resume_state=state,
+                  stop_after=stop_after)
+    return metrics
+
+
+def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, *,
+             teacher: str | None = None, options: dict | None = None) -> dict:
+    """Fine-tune a (pruned) checkpoint; optional knowledge distillation from `teacher`."""
+    from prunecli.data import build_data
+    from prunecli.engine.fit import fit
+    from prunecli.utils.runtime import resolve_device, seed_everything
+
+    device = resolve_device(device)
+    dataset = build_data(data_spec)
+    seed_everything(cfg.seed)
+    loaded = ckpt.load(src)
+    check_classes(loaded.header, dataset)
+    teacher_model = None
+    if teacher is not None:
+        t = ckpt.load(teacher, device=device)
+        check_classes(t.header, dataset)
+        teacher_model = t.model.eval()
+        for p in teacher_model.parameters():
+            p.requires_grad_(False)
+    entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
+    header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
+    model = loaded.model.to(device)
+    return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model)
+
+
+def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0) -> dict:
+    from prunecli.data import build_data
+    from prunecli.engine.loop import evaluate as eval_loop
+    from prunecli.utils.runtime import resolve_device
+
+    device = resolve_device(device)
+    dataset = build_data(data_spec)
+    loaded = ckpt.load(src, device=device)
+    check_classes(loaded.header, dataset)
+    loader = dataset.loader(split, batch_size, workers=workers)
+    result = eval_loop(loaded.model, loader, device)
+    return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result}

@@ -1,0 +1,222 @@
+"""Self-describing safetensors checkpoints (format documented in docs/checkpoint-format.md).
+
+A checkpoint is one `.safetensors` file. Its string metadata holds one key, `prunecli`, a
+versioned JSON header naming the registry model and its kwargs, and the structural changes
+pruning made. Loading rebuilds the registry model, applies only whitelisted attribute
+changes, re-shapes parameters to the stored tensor shapes and loads the weights strictly.
+Nothing is unpickled and no code or arbitrary attribute comes from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+from prunecli.errors import CheckpointError, UserError
+from prunecli.io import atomic
+from prunecli.io.schema import FORMAT, FORMAT_VERSION, Header, LineageEntry
+
+HEADER_KEY = "prunecli"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# Attributes a checkpoint may change on a module, with their allowed value types. These are
+# the sizes pruning changes (channels, features, heads); nothing else can be set from a file.
+WHITELIST: dict[str, type] = {
+    "in_channels": int,
+    "out_channels": int,
+    "groups": int,
+    "in_features": int,
+    "out_features": int,
+    "num_features": int,
+    "num_channels": int,
+    "num_groups": int,
+    "normalized_shape": tuple,
+    "num_heads": int,
+    "head_dim": int,
+    "attn_dim": int,
+    "scale": float,
+    "embed_dim": int,
+}
+
+
+def read_bytes(src: str | Path) -> bytes:
+    """Read a checkpoint from a path, or from stdin when `src` is `-`."""
+    if str(src) == "-":
+        if sys.stdin.isatty():
+            raise UserError("reading a checkpoint from stdin (`-`), but stdin is a terminal")
+        return sys.stdin.buffer.read()
+    path = Path(src)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return path.read_bytes()
+
+
+def _split(data: bytes) -> tuple[dict, int]:
+    """Parse the safetensors JSON header ourselves to give precise errors on bad files."""
+    if len(data) < 8:
+        raise CheckpointError("not a safetensors file (shorter than its 8-byte header length)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise CheckpointError("not a safetensors file, or truncated (header length beyond end of file)")
+    try:
+        table = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"corrupt safetensors header: {err}") from None
+    if not isinstance(table, dict):
+        raise CheckpointError("corrupt safetensors header: not a JSON object")
+    ends = [v["data_offsets"][1] for k, v in table.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n + max(ends, default=0) > len(data):
+        raise CheckpointError("truncated checkpoint: tensor data ends beyond the end of the file")
+    return table, n
+
+
+def read_header(data: bytes) -> Header:
+    table, _ = _split(data)
+    meta = table.get("__metadata__") or {}
+    if HEADER_KEY not in meta:
+        raise CheckpointError(
+            "safetensors file has no prunecli header; use `prunecli import` to convert plain weights"
+        )
+    try:
+        return Header.model_validate_json(meta[HEADER_KEY])
+    except ValueError as err:
+        first = str(err).splitlines()[:3]
+        raise CheckpointError(f"invalid prunecli header: {' '.join(first)}") from None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Loaded:
+    """A loaded checkpoint: the model, its header, and the file's sha256 (for lineage)."""
+
+    def __init__(self, model, header: Header, digest: str, entry):
+        self.model, self.header, self.sha256, self.entry = model, header, digest, entry
+
+
+def load(src: str | Path, device: str = "cpu") -> Loaded:
+    """Load a checkpoint (path or `-`) into a freshly built registry model."""
+    from safetensors.torch import load as st_load
+
+    from prunecli.models import build_model
+
+    data = read_bytes(src)
+    header = read_header(data)
+    try:
+        tensors = st_load(data)
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"corrupt tensor data: {err}") from None
+    model, entry, _ = build_model(header.model.name, **header.model.kwargs)
+    apply_structure(model, header.structure, tensors)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
+    return Loaded(model.to(device).eval(), header, sha256(data), entry)
+
+
+def apply_structure(model, structure: dict[str, dict[str, Any]], tensors: dict) -> None:
+    """Set whitelisted attributes, then re-shape parameters and buffers to the stored shapes."""
+    import torch
+
+    for path, attrs in structure.items():
+        module = _submodule(model, path)
+        for attr, value in attrs.items():
+            kind = WHITELIST.get(attr)
+            if kind is None or not hasattr(module, attr):
+                raise CheckpointError(f"checkpoint asks to set {path}.{attr}, which is not allowed")
+            if kind is tuple:
+                if not (isinstance(value, list) and all(type(v) is int for v in value)):
+                    raise CheckpointError(f"{path}.{attr} must be a list of integers")
+                value = tuple(value)
+            elif kind is float and type(value) in (int, float):
+                value = float(value)
+            elif type(value) is not kind:
+                raise CheckpointError(f"{path}.{attr} must be {kind.__name__}, got {type(value).__name__}")
+            setattr(module, attr, value)
+    for key, tensor in tensors.items():
+        owner_path, _, name = key.rpartition(".")
+        try:
+            owner = model.get_submodule(owner_path) if owner_path else model
+        except AttributeError:
+            continue  # strict loading reports unexpected keys
+        if name in owner._parameters and owner._parameters[name] is not None:
+            param = owner._parameters[name]
+            if param.shape != tensor.shape:
+                param.data = torch.empty(tensor.shape, dtype=param.dtype)
+        elif name in owner._buffers and owner._buffers[name] is not None:
+            buf = owner._buffers[name]
+            if buf.shape != tensor.shape:
+                owner._buffers[name] = torch.empty(tensor.shape, dtype=buf.dtype)
+
+
+def _submodule(model, path: str):
+    try:
+        return model.get_submodule(path) if path else model
+    except AttributeError:
+        raise CheckpointError(f"checkpoint names module {path!r}, which the model does not have") from None
+
+
+def structure_diff(model, reference) -> dict[str, dict[str, Any]]:
+    """Whitelisted attributes of `model` that differ from an unpruned `reference` build."""
+    ref = dict(reference.named_modules())
+    diff: dict[str, dict[str, Any]] = {}
+    for path, module in model.named_modules():
+        base = ref.get(path)
+        if base is None:
+            continue
+        for attr in WHITELIST:
+            if hasattr(module, attr) and getattr(module, attr) != getattr(base, attr, None):
+                value = getattr(module, attr)
+                diff.setdefault(path, {})[attr] = list(value) if isinstance(value, tuple) else value
+    return diff
+
+
+def tensors_of(model) -> dict:
+    """The state dict as contiguous CPU tensors; storage shared between keys is copied."""
+    seen: set[int] = set()
+    out = {}
+    for key, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        out[key] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return out
+
+
+def save(model, dst: str | Path, header: Header) -> bytes:
+    """Serialise `model` with `header` and write it atomically (to stdout for `-`)."""
+    from safetensors.torch import save as st_save
+
+    data = st_save(tensors_of(model), metadata={HEADER_KEY: header.model_dump_json()})
+    atomic.write_bytes(dst, data)
+    return data
+
+
+def new_header(parent: Header | None, **fields: Any) -> Header:
+    """A header derived from `parent` (or built from scratch), with `fields` replaced."""
+    base = parent.model_dump() if parent else {"format": FORMAT, "version": FORMAT_VERSION}
+    base.update(fields)
+    return Header.model_validate(base)
+
+
+def lineage_entry(command: str, options: dict, parent_sha256: str | None) -> LineageEntry:
+    import datetime
+
+    import torch
+
+    import prunecli
+
+    return LineageEntry(
+        command=command,
+        options=json.loads(json.dumps(options, default=str)),
+        parent_sha256=parent_sha256,
+        prunecli=prunecli.__version__,
+        torch=torch.__version__,
+        time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )

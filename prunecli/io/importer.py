@@ -1,0 +1,68 @@
+"""Import plain weights into a prunecli checkpoint.
+
+A `.pth`/`.pt` state dict is read with `torch.load(weights_only=True)` (no arbitrary
+unpickling); a `.safetensors` state dict is read as is. `pretrained` asks timm for its
+published weights, which needs the hub (not reachable offline: a clear error then).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prunecli.errors import UserError
+from prunecli.io import checkpoint as ckpt
+from prunecli.io.schema import ModelRef
+
+
+def read_state_dict(path: str) -> dict:
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"weights file not found: {p}")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(p)
+        except Exception as err:
+            raise UserError(f"cannot read {p}: {err}") from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read {p} as a weights-only state dict: {str(err).splitlines()[0][:200]}") from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{p} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def import_weights(src: str | None, model_name: str, out: str, num_classes: int | None,
+                   input_size: int | None, pretrained: bool) -> dict:
+    from prunecli.models import build_model
+
+    extra = {"pretrained": True} if pretrained else {}
+    try:
+        model, entry, kwargs = build_model(model_name, num_classes=num_classes, **extra)
+    except UserError:
+        raise
+    except Exception as err:  # timm raises network errors from the hub
+        raise UserError(f"could not fetch pretrained weights for {model_name}: {str(err)[:200]} "
+                        "(the model hub is unreachable offline; import a local .pth instead)") from None
+    kwargs.pop("pretrained", None)
+    if src is not None:
+        state = read_state_dict(src)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise UserError(f"weights do not fit {model_name}: {str(err).splitlines()[0][:300]}") from None
+    shape = list(entry.input_shape)
+    if input_size:
+        shape = [shape[0], input_size, input_size]
+    header = ckpt.new_header(None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
+                             input_shape=shape, num_classes=kwargs.get("num_classes"),
+                             lineage=[ckpt.lineage_entry("import", {"source": src, "pretrained": pretrained}, None)])
+    ckpt.save(model, out, header)
+    return {"output": out, "model": model_name, "tensors": len(model.state_dict())}

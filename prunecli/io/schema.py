@@ -1,0 +1,115 @@
+"""Pydantic schemas of the checkpoint header and the JSON sidecars.
+
+These are the published file formats (JSON Schemas in docs/schemas/, kept in sync by a
+test). Every model forbids unknown fields so a typo or a hostile file is rejected, not
+silently accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT = "prunecli-checkpoint"
+FORMAT_VERSION = 1
+Scalar = int | float | str | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(_Strict):
+    name: str = Field(description="registry model name, e.g. resnet20 or timm:deit_tiny_patch16_224")
+    kwargs: dict[str, Scalar] = Field(default_factory=dict, description="builder arguments")
+
+
+class DataRef(_Strict):
+    spec: str
+    num_classes: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+class LineageEntry(_Strict):
+    command: str
+    options: dict[str, Any]
+    parent_sha256: str | None = None
+    prunecli: str
+    torch: str
+    time: str
+
+
+class Header(_Strict):
+    format: Literal["prunecli-checkpoint"]
+    version: Literal[1]
+    model: ModelRef
+    task: str = "classification"
+    input_shape: list[int]
+    num_classes: int | None = None
+    data: DataRef | None = None
+    structure: dict[str, dict[str, int | float | list[int]]] = Field(
+        default_factory=dict,
+        description="module path → whitelisted attributes that differ from a fresh build",
+    )
+    lineage: list[LineageEntry] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ImportanceSummary(_Strict):
+    min: float
+    max: float
+    mean: float
+    kept_mean: float | None = None
+    removed_mean: float | None = None
+
+
+class LayerMask(_Strict):
+    name: str
+    kind: str = Field(description="module type, e.g. Conv2d")
+    channels_before: int
+    channels_after: int
+    kept: list[int]
+    removed: list[int]
+    importance: ImportanceSummary | None = None
+
+
+class MasksSidecar(_Strict):
+    format: Literal["prunecli-masks"] = "prunecli-masks"
+    version: Literal[1] = 1
+    checkpoint: str
+    parent_sha256: str | None
+    method: str
+    options: dict[str, Any]
+    layers: list[LayerMask]
+
+
+class Counts(_Strict):
+    macs: int
+    params: int
+
+
+class LayerFlops(_Strict):
+    name: str
+    kind: str
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+
+
+class FlopsSidecar(_Strict):
+    format: Literal["prunecli-flops"] = "prunecli-flops"
+    version: Literal[1] = 1
+    unit: Literal["MACs"] = "MACs"
+    checkpoint: str
+    input_shape: list[int]
+    before: Counts
+    after: Counts
+    ratio: dict[str, float] = Field(description="before / after, for macs and params")
+    layers: list[LayerFlops]
+    latency: dict[str, Any] | None = Field(default=None, description="measured by `prunecli profile`")
+
+
+SCHEMAS = {"header": Header, "masks": MasksSidecar, "flops": FlopsSidecar}

@@ -1,0 +1,81 @@
+"""Model registry: name → builder plus the facts tools need about the model.
+
+Each family file registers its variants with `@register_model(...)`. An entry declares the
+task, an example input shape and the layers pruning must leave alone (the classifier head,
+by name, never guessed from `out_features == num_classes`). Any timm model is reachable as
+`timm:<name>` without registering it (see `timm_zoo.py`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunecli.errors import UserError
+from prunecli.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., Any]
+    family: str
+    description: str = ""
+    task: str = "classification"
+    input_shape: tuple[int, ...] = (3, 32, 32)
+    num_classes: int = 10
+    protected: tuple[str, ...] = ("fc",)
+    """Module names pruning must not remove output channels from (e.g. the classifier)."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    tiny: bool = False
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision_zoo", "timm_zoo")
+_loaded = False
+
+
+def register_model(name: str, **facts: Any) -> Callable:
+    """Decorator registering a builder `fn(num_classes=..., **kwargs) -> nn.Module`."""
+
+    def deco(fn: Callable) -> Callable:
+        MODELS.add(name, ModelEntry(name=name, builder=fn, **facts))
+        return fn
+
+    return deco
+
+
+def _load_families() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for fam in _FAMILIES:
+            importlib.import_module(f"prunecli.models.{fam}")
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_families()
+    if name.startswith("timm:"):
+        from prunecli.models.timm_zoo import timm_entry
+
+        return timm_entry(name[len("timm:") :])
+    return MODELS.get(name)
+
+
+def list_models() -> list[ModelEntry]:
+    _load_families()
+    return [entry for _, entry in MODELS.items()]
+
+
+def build_model(name: str, **kwargs: Any):
+    """Build a registered model; `kwargs` override the entry's defaults (None values are dropped)."""
+    entry = get_entry(name)
+    args = {"num_classes": entry.num_classes, **entry.defaults}
+    args.update({k: v for k, v in kwargs.items() if v is not None})
+    try:
+        model = entry.builder(**args)
+    except TypeError as err:
+        raise UserError(f"model {name!r} does not accept these options: {err}") from err
+    return model, entry, args

@@ -1,0 +1,1 @@
+"""Counting (params, MACs) and measuring (latency, memory) models."""
