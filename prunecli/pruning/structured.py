@@ -1,0 +1,195 @@
+"""Structured (channel) pruning through Torch-Pruning's dependency graph.
+
+This module is prunecli's one door into Torch-Pruning's pruner: the dependency graph keeps
+residual adds, concatenations and attention projections consistent, and layers really become
+smaller (so latency drops, unlike masks). We add what TP leaves to the user: protecting the
+head by name, a MAC-budget search, seeded and recorded decisions (kept/removed channel
+indices and importance per layer, for the `.masks.json` sidecar), and attention attributes
+kept in sync after pruning.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from prunecli.errors import UserError
+from prunecli.profiling.counts import count, example_input
+
+
+@dataclass
+class PrunePlan:
+    """How much to cut and where (the pruner's half of TP's split; the method gives importance)."""
+
+    ratio: float | None = None
+    target_macs: str | None = None
+    global_pruning: bool = False
+    ignore: list[str] = field(default_factory=list)
+    round_to: int | None = None
+    max_ratio: float = 0.9
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    ratio: float
+    macs_before: int
+    macs_after: int
+    layers: list[dict]
+    protected: list[str]
+
+
+def parse_target_macs(text: str, base_macs: int) -> int:
+    """`2.5G`, `300M`, `41e6` → MACs; `0.5x` → half of the model's MACs."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgGtTxX]?)\s*", text)
+    if not m:
+        raise UserError(f"--target-macs {text!r}: expected a number with K/M/G suffix (2.5G) or a factor (0.5x)")
+    value, unit = float(m.group(1)), m.group(2).lower()
+    target = value * base_macs if unit == "x" else value * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[unit]
+    if target >= base_macs:
+        raise UserError(f"--target-macs {text} ({target:.4g}) is not below the model's {base_macs:.4g} MACs")
+    if target <= 0:
+        raise UserError(f"--target-macs {text} must be positive")
+    return int(target)
+
+
+def protected_modules(model: nn.Module, protected: tuple[str, ...], patterns: list[str]) -> list[nn.Module]:
+    """Modules whose output channels are kept: the entry's head plus `--ignore` glob patterns."""
+    named = dict(model.named_modules())
+    out = [named[n] for n in protected if n in named]
+    for pat in patterns:
+        hits = [m for n, m in named.items() if n and fnmatch.fnmatchcase(n, pat)]
+        if not hits:
+            raise UserError(f"--ignore {pat!r} matches no layer; `prunecli profile CKPT --per-layer` lists them")
+        out.extend(hits)
+    return out
+
+
+class _Recorder(tp.importance.Importance):
+    """Wraps an importance so each group's scores can be written to the masks sidecar."""
+
+    def __init__(self, inner):
+        self.inner, self.scores = inner, {}
+
+    def __call__(self, group, **kwargs):
+        imp = self.inner(group, **kwargs)
+        if imp is not None:
+            self.scores[group[0].dep.target.module] = imp.detach().float().cpu()
+        return imp
+
+
+def _attention_heads(model: nn.Module) -> dict:
+    return {m.qkv: m.num_heads for m in model.modules() if hasattr(m, "qkv") and hasattr(m, "num_heads")}
+
+
+def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
+    """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
+    ignored = protected_modules(model, protected, plan.ignore)
+    recorder = _Recorder(importance)
+    pruner = tp.pruner.BasePruner(
+        model, example_input(input_shape), importance=recorder, global_pruning=plan.global_pruning,
+        pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
+        round_to=plan.round_to, num_heads=_attention_heads(model),
+    )
+    names = {m: n for n, m in model.named_modules()}
+    before = {m: _out_channels(m) for m in names}
+    removed: dict[nn.Module, list[int]] = {}
+    scores: dict[nn.Module, torch.Tensor] = {}
+    for group in pruner.step(interactive=True):
+        root = group[0].dep.target.module
+        for dep, idxs in group:
+            mod = dep.target.module
+            if mod in names and before[mod] and pruner.DG.is_out_channel_pruning_fn(dep.handler):
+                removed.setdefault(mod, []).extend(int(i) for i in idxs)
+                if root in recorder.scores:
+                    scores[mod] = recorder.scores[root]
+        group.prune()
+    _sync_attention(model)
+    return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
+
+
+def _out_channels(module: nn.Module) -> int | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return None
+
+
+def _record(name: str, module: nn.Module, before: int, removed: list[int], imp) -> dict:
+    kept = [i for i in range(before) if i not in set(removed)]
+    rec = {"name": name, "kind": type(module).__name__, "channels_before": before,
+           "channels_after": len(kept), "kept": kept, "removed": removed, "importance": None}
+    if imp is not None and len(imp):
+        summary = {"min": float(imp.min()), "max": float(imp.max()), "mean": float(imp.mean())}
+        if len(imp) == before:
+            summary["kept_mean"] = float(imp[kept].mean()) if kept else None
+            summary["removed_mean"] = float(imp[removed].mean()) if removed else None
+        rec["importance"] = summary
+    return rec
+
+
+def _sync_attention(model: nn.Module) -> None:
+    from prunecli.pruning.attention import sync_attention
+
+    sync_attention(model)
+
+
+def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],
+          on_trial=None) -> tuple[nn.Module, Outcome]:
+    """Prune a copy of `model` at `plan.ratio`, or at the ratio meeting `plan.target_macs`.
+
+    The MAC budget is met by bisection on the channel ratio: TP's ratio counts channels, and
+    MACs fall roughly quadratically with it, so no closed form fits every architecture.
+    """
+    base_macs = count(model, input_shape).macs
+    if plan.target_macs is None:
+        if plan.ratio is None or not 0 < plan.ratio < 1:
+            raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
+        pruned, layers = _trial(model, input_shape, importance_factory, plan.ratio, plan, protected)
+        ratio = plan.ratio
+    else:
+        target = parse_target_macs(plan.target_macs, base_macs)
+        ratio, pruned, layers = _search(model, input_shape, importance_factory, target, plan, protected, on_trial)
+    macs = count(pruned, input_shape).macs
+    return pruned, Outcome(ratio, base_macs, macs, layers, list(protected) + plan.ignore)
+
+
+def _trial(model, input_shape, importance_factory, ratio, plan, protected):
+    trial = copy.deepcopy(model)
+    layers = prune_at(trial, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected)
+    return trial, layers
+
+
+def _search(model, input_shape, importance_factory, target: int, plan, protected, on_trial, tol=0.005):
+    widest = max((_out_channels(m) or 0) for m in model.modules())
+    resolution = 0.5 / max(1, widest)  # below this, no layer's channel count changes any more
+    lo, hi = 0.0, plan.max_ratio
+    best = None
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        pruned, layers = _trial(model, input_shape, importance_factory, mid, plan, protected)
+        macs = count(pruned, input_shape).macs
+        if on_trial is not None:
+            on_trial(mid, macs)
+        if macs <= target:
+            best = (mid, pruned, layers)
+            hi = mid
+            if (target - macs) / target <= tol:
+                break
+        else:
+            lo = mid
+        if hi - lo < resolution:
+            break
+    if best is None:
+        raise UserError(
+            f"cannot reach {target:.4g} MACs with --max-ratio {plan.max_ratio}; "
+            "raise --max-ratio, use --global, or ask for fewer MACs removed"
+        )
+    return best
