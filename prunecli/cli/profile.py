@@ -1,8 +1,52 @@
-"""`prunecli profile` (placeholder while being written)."""
+"""`prunecli profile`: params, MACs, measured latency and peak memory of a checkpoint."""
 
 from __future__ import annotations
 
+from typing import Annotated
 
-def profile() -> None:
-    """Not yet implemented."""
-    raise SystemExit("not yet implemented")
+import typer
+
+from prunecli.cli import _options as O
+
+
+def profile(
+    checkpoint: O.Ckpt,
+    compare: Annotated[str | None, typer.Option("--compare", help="another checkpoint to compare against (e.g. the unpruned base)")] = None,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="also list MACs and params of every layer")] = False,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated batch sizes to time")] = "1,64",
+    runs: Annotated[int, typer.Option("--runs", help="timed forward passes per batch size (the median is reported)")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed passes before timing")] = 5,
+    device: O.Device = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
+    json: O.Json = False,
+) -> None:
+    """Count params and MACs, and time the forward pass of a checkpoint.
+
+    MACs: multiply-accumulates for one sample of the input shape.
+    Latency: median of --runs timed passes after --warmup untimed ones,
+    random inputs, per batch size. Peak memory: weights + input + the
+    activation peak of one forward pass.
+
+    --compare measures another checkpoint the same way and adds ratios
+    (other / this): MACs and params reduction, and speedup (a latency
+    ratio above 1 means this checkpoint is faster).
+
+    Rewrites the `<stem>.flops.json` sidecar beside CHECKPOINT with the
+    counts and the measured latency (not for `-`).
+
+    Examples:
+
+      prunecli profile pruned.safetensors --compare base.safetensors
+
+      prunecli profile pruned.safetensors --per-layer --batch-sizes 1,32,256 --device cpu --threads 4
+
+      prunecli prune base.safetensors --method l1 --ratio 0.5 -o - | prunecli profile - --json
+    """
+    from prunecli.cli._output import print_result
+    from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
+
+    result = profile_checkpoints(
+        checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
+        device=device, threads=threads, per_layer=per_layer,
+    )
+    print_result(result, json, lambda: render(result))

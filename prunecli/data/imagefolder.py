@@ -1,1 +1,164 @@
-"""(being written)"""
+"""`imagefolder:DIR[?size=N]`: ImageNet-style folders (`DIR/train/<class>/*.jpg`, `DIR/val/...`).
+
+Images are decoded by torchvision's `ImageFolder` with the usual ImageNet recipe: train
+RandomResizedCrop(N) + horizontal flip, val Resize(N·256/224) + CenterCrop(N), N = 224 unless
+`?size=N` says otherwise. Classes are the sub-folder names, sorted; train/ and val/ must agree.
+
+Determinism for exact resume: the loader's `set_epoch(e)` fixes the shuffling (a generator
+seeded by (seed, epoch)) and every sample's augmentation (the torch RNG is seeded by
+(seed, epoch, index) around its transform). So the batches depend on (seed, epoch) only,
+not on the number of worker processes or on what ran before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prunecli.data import Dataset, register_data
+from prunecli.errors import UserError
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def parse_spec(arg: str | None) -> tuple[Path, int]:
+    """`DIR` or `DIR?size=N` → (DIR, N)."""
+    if not arg:
+        raise UserError("the `imagefolder` data spec needs a folder: imagefolder:DIR[?size=224]")
+    path, sep, query = arg.rpartition("?")
+    if not sep:
+        return Path(arg).expanduser(), 224
+    size = 224
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if key != "size" or not eq:
+            raise UserError(f"bad imagefolder option {item!r}; the only option is size=N")
+        if not value.isdigit() or not 8 <= int(value) <= 4096:
+            raise UserError(f"imagefolder size must be an integer in 8..4096, got {value!r}")
+        size = int(value)
+    return Path(path).expanduser(), size
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sorted class names of one split (cheap: lists one directory, no image is opened)."""
+    if not split_dir.is_dir():
+        raise UserError(f"imagefolder: missing folder {split_dir} (expected DIR/train and DIR/val)")
+    classes = sorted(e.name for e in split_dir.iterdir() if e.is_dir())  # as torchvision's find_classes
+    if not classes:
+        raise UserError(f"imagefolder: {split_dir} has no class sub-folders")
+    return classes
+
+
+def check_classes(root: Path) -> list[str]:
+    """The class list, after checking that train/ and val/ name the same classes."""
+    if not root.is_dir():
+        raise UserError(f"imagefolder: folder not found: {root}")
+    train, val = class_folders(root / "train"), class_folders(root / "val")
+    if train != val:
+        only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+        raise UserError(f"imagefolder: train/ and val/ classes differ (only in train: {only_train[:5]}, "
+                        f"only in val: {only_val[:5]})")
+    return train
+
+
+def transforms(size: int, train: bool):
+    from torchvision import transforms as T
+
+    if train:
+        steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    else:
+        steps = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from several integers (distinct tuples give unrelated seeds)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+class SeededSamples:
+    """Wraps a torchvision data set; sample i of epoch e is augmented with seed (seed, e, i)."""
+
+    def __init__(self, base, seed: int):
+        self.base, self.seed, self.epoch = base, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+            torch.manual_seed(_mix(self.seed, self.epoch, index))
+            return self.base[index]
+
+
+class FolderLoader:
+    """A DataLoader whose order and augmentation are fixed by (seed, epoch); see module doc."""
+
+    def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int):
+        import torch
+        from torch.utils.data import DataLoader
+
+        self.samples = SeededSamples(base, seed)
+        self.seed, self.epoch = seed, 0
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            self.samples, batch_size=batch_size, shuffle=train, num_workers=workers,
+            pin_memory=torch.cuda.is_available(), generator=self.generator, drop_last=False,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        # The generator drives the sampler's permutation and the workers' base seed.
+        self.generator.manual_seed(_mix(self.seed, self.epoch))
+        self.samples.epoch = self.epoch
+        yield from self.loader
+        self.epoch += 1
+
+
+def _split_name(split: str) -> str:
+    if split in ("val", "test"):
+        return "val"
+    if split == "train":
+        return "train"
+    raise UserError(f"unknown split {split!r}; use train or val")
+
+
+@register_data("imagefolder", usage="imagefolder:DIR[?size=224]  (DIR/train/<class>/*, DIR/val/<class>/*)",
+               description="ImageNet-style class folders; RandomResizedCrop + flip, resize + center crop")
+def imagefolder(arg: str | None) -> Dataset:
+    root, size = parse_spec(arg)
+    classes = check_classes(root)
+    cache: dict = {}
+    sizes: dict[str, int] = {}
+
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
+        from torchvision.datasets import ImageFolder
+
+        name = _split_name(split)
+        key = (name, train)
+        if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
+            try:
+                cache[key] = ImageFolder(str(root / name), transform=transforms(size, train),
+                                         is_valid_file=_is_image)
+            except FileNotFoundError as err:
+                raise UserError(f"imagefolder: {err}") from None
+            sizes[name] = len(cache[key])
+        return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
+
+    return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes)
+
+
+def _is_image(path: str) -> bool:
+    name = Path(path).name
+    return not name.startswith(".") and name.lower().endswith(EXTENSIONS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 FORMAT = "prunecli-checkpoint"
 FORMAT_VERSION = 1
@@ -49,7 +49,7 @@ class Header(_Strict):
     input_shape: list[int]
     num_classes: int | None = None
     data: DataRef | None = None
-    structure: dict[str, dict[str, int | float | list[int]]] = Field(
+    structure: dict[str, dict[str, StrictInt | StrictFloat | list[StrictInt]]] = Field(
         default_factory=dict,
         description="module path → whitelisted attributes that differ from a fresh build",
     )
@@ -113,3 +113,18 @@ class FlopsSidecar(_Strict):
 
 
 SCHEMAS = {"header": Header, "masks": MasksSidecar, "flops": FlopsSidecar}
+
+
+def json_schemas() -> dict[str, dict]:
+    return {name: model.model_json_schema() for name, model in SCHEMAS.items()}
+
+
+if __name__ == "__main__":  # python -m prunecli.io.schema docs/schemas  (regenerates the published schemas)
+    import json
+    import sys
+    from pathlib import Path
+
+    folder = Path(sys.argv[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, schema in json_schemas().items():
+        (folder / f"{name}.schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")

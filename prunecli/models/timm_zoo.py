@@ -1,1 +1,96 @@
-"""(being written)"""
+"""Any timm model as `timm:<name>`, plus two tiny timm-built entries for tests.
+
+`timm:<name>` entries are made on demand (timm has ~1,300 architectures; registering them all
+would make `prunecli ls models` useless). Their facts come from the model's `pretrained_cfg`
+(input size, class count, classifier module names), never from guessing: a distilled DeiT's
+two heads, `('head', 'head_dist')`, are both protected.
+
+The tiny entries use timm's own `VisionTransformer` (Dosovitskiy et al., ICLR 2021) and
+`ConvNeXt` (Liu et al., CVPR 2022) classes at 32×32, so tests exercise timm's attention, its
+LayerNorm2d and LayerScale parameters without the 160×160 inputs of timm's `test_*` models.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import timm
+import timm.models
+from timm.models.convnext import ConvNeXt
+from timm.models.vision_transformer import VisionTransformer
+
+from prunecli.errors import UserError
+from prunecli.models import ModelEntry, register_model
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+def _classifier_names(cfg) -> tuple[str, ...]:
+    """pretrained_cfg['classifier'] is a module path or a tuple of them (DeiT distilled)."""
+    names = getattr(cfg, "classifier", None) or "head"
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _unknown(name: str) -> UserError:
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return UserError(f"unknown timm model {name!r}{hint}; `timm.list_models()` lists them")
+
+
+def timm_entry(name: str) -> ModelEntry:
+    """Registry entry for `timm:<name>`; `name` may carry a weight tag (`resnet50.a1_in1k`).
+
+    Raises:
+        UserError: timm has no model of that name.
+    """
+    if not name or not timm.is_model(name):
+        raise _unknown(name)
+    cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=True)
+    input_shape = tuple(getattr(cfg, "input_size", None) or DEFAULT_INPUT)
+    num_classes = getattr(cfg, "num_classes", None) or 1000
+
+    def build(num_classes: int = num_classes, pretrained: bool = False, **kwargs: Any):
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        except (OSError, RuntimeError) as err:
+            if not pretrained:
+                raise
+            raise UserError(
+                f"could not fetch pretrained weights for timm:{name} ({type(err).__name__}); "
+                "download them elsewhere and use `prunecli import`"
+            ) from err
+
+    return ModelEntry(
+        name=f"timm:{name}",
+        builder=build,
+        family="timm",
+        description=f"timm {name}",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        protected=_classifier_names(cfg),
+    )
+
+
+@register_model(
+    "vit_tiny_test",
+    family="timm",
+    description="tiny timm ViT (32×32, patch 8, dim 64, depth 2, 4 heads) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def vit_tiny_test(num_classes: int = 10):
+    return VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes
+    )
+
+
+@register_model(
+    "convnext_tiny_test",
+    family="timm",
+    description="tiny timm ConvNeXt (32×32, depths 1-1-1-1, dims 16-128) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def convnext_tiny_test(num_classes: int = 10):
+    return ConvNeXt(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_classes=num_classes)

@@ -1,1 +1,132 @@
-"""(being written)"""
+"""ImageNet architectures from torchvision, built without weights (nothing is downloaded).
+
+ResNet-50 (He et al., CVPR 2016), VGG-16-BN (Simonyan & Zisserman, ICLR 2015) and DenseNet-169
+(Huang et al., CVPR 2017) are the ImageNet models of the structured-pruning literature
+(e.g. DepGraph, Fang et al., CVPR 2023). Pretrained weights enter through `prunecli import`.
+
+The tiny variants reuse torchvision's own classes, blocks, forward and module names (so
+pruning sees the same graph patterns: Bottleneck `downsample`, the flatten before VGG's
+classifier, DenseNet's `torch.cat`) with small widths and 32×32 inputs, for fast tests.
+torchvision hard-codes ResNet's and VGG's widths in `__init__`, so those two subclass it.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from torchvision import models as tvm
+from torchvision.models.densenet import DenseNet
+from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.models.vgg import VGG, make_layers
+
+from prunecli.models import register_model
+
+IMAGENET = {"input_shape": (3, 224, 224), "num_classes": 1000}
+TINY = {"input_shape": (3, 32, 32), "num_classes": 10, "tiny": True}
+
+
+@register_model(
+    "tv_resnet50", family="torchvision", description="torchvision ResNet-50 (25.6M params)", **IMAGENET
+)
+def tv_resnet50(num_classes: int = 1000):
+    return tvm.resnet50(weights=None, num_classes=num_classes)
+
+
+@register_model(
+    "tv_vgg16_bn",
+    family="torchvision",
+    description="torchvision VGG-16 with BatchNorm (138.4M params)",
+    protected=("classifier.6",),
+    **IMAGENET,
+)
+def tv_vgg16_bn(num_classes: int = 1000):
+    return tvm.vgg16_bn(weights=None, num_classes=num_classes)
+
+
+@register_model(
+    "tv_densenet169",
+    family="torchvision",
+    description="torchvision DenseNet-169 (k=32, BC; 14.1M params)",
+    protected=("classifier",),
+    **IMAGENET,
+)
+def tv_densenet169(num_classes: int = 1000):
+    return tvm.densenet169(weights=None, num_classes=num_classes)
+
+
+class SlimResNet(ResNet):
+    """torchvision `ResNet` whose four stage widths are arguments instead of 64-128-256-512."""
+
+    def __init__(self, block, layers: list[int], widths: tuple[int, ...], num_classes: int = 1000):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = widths[0], 1, 1, 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, widths[0], layers[0])
+        self.layer2 = self._make_layer(block, widths[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(block, widths[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(block, widths[3], layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(widths[3] * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class SlimVGG(VGG):
+    """torchvision `VGG` with a small classifier of the same 7-module layout (Linear at index 6).
+
+    `VGG.__init__` always allocates the 102M-parameter 25088→4096 layer, so this skips it.
+    """
+
+    def __init__(self, cfg: list, pool: int, hidden: int, num_classes: int = 1000):
+        nn.Module.__init__(self)
+        self.features = make_layers(cfg, batch_norm=True)
+        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
+        width = [v for v in cfg if v != "M"][-1]
+        self.classifier = nn.Sequential(
+            nn.Linear(width * pool * pool, hidden),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(hidden, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+@register_model(
+    "tv_resnet_tiny",
+    family="torchvision",
+    description="tiny torchvision ResNet (Bottleneck ×[1,1,1,1], widths 8-64) for tests",
+    **TINY,
+)
+def tv_resnet_tiny(num_classes: int = 10):
+    return SlimResNet(Bottleneck, [1, 1, 1, 1], (8, 16, 32, 64), num_classes)
+
+
+@register_model(
+    "tv_vgg_tiny",
+    family="torchvision",
+    description="tiny torchvision VGG-BN (4 convs, 2×2 pool before a 7-layer classifier) for tests",
+    protected=("classifier.6",),
+    **TINY,
+)
+def tv_vgg_tiny(num_classes: int = 10):
+    return SlimVGG([8, "M", 16, "M", 32, "M", 32, "M"], pool=2, hidden=32, num_classes=num_classes)
+
+
+@register_model(
+    "tv_densenet_tiny",
+    family="torchvision",
+    description="tiny torchvision DenseNet-BC (k=4, blocks 2-2) for tests",
+    protected=("classifier",),
+    **TINY,
+)
+def tv_densenet_tiny(num_classes: int = 10):
+    return DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=num_classes)

@@ -163,6 +163,9 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
 
 def _trial(model, input_shape, importance_factory, ratio, plan, protected):
     trial = copy.deepcopy(model)
+    for src, dst in zip(model.parameters(), trial.parameters()):  # deepcopy drops .grad (Taylor needs it)
+        if src.grad is not None:
+            dst.grad = src.grad.clone()
     layers = prune_at(trial, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected)
     return trial, layers
 

@@ -1,0 +1,107 @@
+"""`prunecli analyze` behind the CLI: validate options, load, dispatch, wrap and write the report.
+
+Dispatch is a table from method name to the module implementing it, so a new analysis is
+one file plus one row here (and its `Method` entry in `prunecli.methods`). The module is
+imported only when used: validation errors cost no torch import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+
+from prunecli.errors import UserError
+
+FORMAT = "prunecli-analysis"
+VERSION = 1
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Where an analysis lives and what it needs from the command line."""
+
+    module: str
+    """Module exposing `analyze(loaded, opts) -> dict` and `summary(report) -> renderable`."""
+    needs_data: bool = False
+    options: tuple[str, ...] = ()
+    """The `AnalysisOptions` fields it uses (recorded in the report)."""
+
+
+ANALYSES: dict[str, Analysis] = {
+    "magnitude": Analysis("prunecli.analysis.magnitude"),
+    "sensitivity": Analysis(
+        "prunecli.analysis.sensitivity", needs_data=True,
+        options=("data", "ratios", "max_batches", "batch_size", "device", "tolerance"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Options shared by all analyses; each reads the ones it needs."""
+
+    data: str | None = None
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    max_batches: int | None = None
+    batch_size: int = 256
+    device: str = "auto"
+    tolerance: float = 1.0
+    """Accuracy drop (top-1 points) beyond which a layer counts as sensitive at a ratio."""
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """`0.1,0.3,0.5` → (0.1, 0.3, 0.5), sorted and deduplicated; each must lie in (0, 1)."""
+    values = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UserError(f"--ratios: {item!r} is not a number (expected e.g. 0.1,0.3,0.5)") from None
+        if not 0 < value < 1:
+            raise UserError(f"--ratios: each ratio must be in (0, 1), got {item}")
+        values.append(value)
+    if not values:
+        raise UserError("--ratios is empty (expected e.g. 0.1,0.3,0.5)")
+    return tuple(sorted(set(values)))
+
+
+def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
+    """The analysis for `method_name`, after the checks that need no torch (fail fast)."""
+    from prunecli.methods import get_method
+
+    method = get_method(method_name, kind="analysis")
+    analysis = ANALYSES.get(method.name)
+    if analysis is None:
+        raise NotImplementedError(f"analysis method {method.name!r} is registered but not implemented")
+    if analysis.needs_data and not opts.data:
+        raise UserError(f"--method {method.name} evaluates the model: give --data SPEC (validation data)")
+    return analysis
+
+
+def run_analysis(src: str, method_name: str, opts: AnalysisOptions, out: str = "-") -> dict:
+    """Run one analysis on checkpoint `src` and write the report JSON to `out` (`-`: stdout)."""
+    from prunecli.io import atomic
+    from prunecli.io import checkpoint as ckpt
+    from prunecli.methods import get_method
+
+    analysis = resolve(method_name, opts)
+    method = get_method(method_name)
+    loaded = ckpt.load(src)
+    results = importlib.import_module(analysis.module).analyze(loaded, opts)
+    chosen = {k: v for k, v in asdict(opts).items() if k in analysis.options}
+    if "ratios" in chosen:
+        chosen["ratios"] = list(chosen["ratios"])
+    report = {
+        "format": FORMAT, "version": VERSION, "method": method.name, "paper": method.paper,
+        "checkpoint": str(src), "sha256": loaded.sha256, "model": loaded.header.model.name,
+        "input_shape": list(loaded.header.input_shape), "protected": list(loaded.entry.protected),
+        "options": chosen, **results,
+    }
+    atomic.write_json(out, report)
+    return report
+
+
+def summary(report: dict):
+    """The human table for a report (delegates to the analysis that produced it)."""
+    return importlib.import_module(ANALYSES[report["method"]].module).summary(report)

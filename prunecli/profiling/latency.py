@@ -1,0 +1,168 @@
+"""Measured latency and peak memory of one forward pass, for a model at given batch sizes.
+
+Latency: after `warmup` untimed passes (lazy init, cuDNN autotuning, caches), `runs` passes
+are timed one by one with `time.perf_counter`, synchronising the GPU before and after each,
+under `torch.inference_mode`. We report the median (robust to the odd scheduler hiccup), the
+90th percentile (how bad the tail is) and throughput = batch / median.
+
+Peak memory is the memory a forward pass needs on top of the weights and the input:
+
+* CUDA: the caching allocator's own count, `torch.cuda.max_memory_allocated` minus what was
+  allocated before the pass (so it includes cuDNN workspaces, rounded to allocator blocks).
+* CPU: PyTorch has no CPU allocator statistics, so we count tensors: a `TorchDispatchMode`
+  sees every tensor an operator returns, adds its storage size while a Python reference to it
+  is alive and keeps the maximum. This is the peak of live activation/temporary tensors;
+  it does not see scratch buffers a kernel allocates and frees internally (e.g. oneDNN), nor
+  allocator overhead, so it is a lower bound of the process's real RSS growth.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+from typing import Any
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile: a value that was actually measured, even for few runs."""
+    k = max(0, min(len(sorted_values) - 1, -(-len(sorted_values) * q // 100) - 1))
+    return sorted_values[int(k)]
+
+
+def time_forward(model, x, device: str, warmup: int, runs: int) -> list[float]:
+    """Milliseconds of `runs` timed forward passes after `warmup` untimed ones."""
+    import torch
+
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        _sync(device)
+        for _ in range(runs):
+            _sync(device)
+            start = time.perf_counter()
+            model(x)
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def measure_latency(model, input_shape, batch_sizes, device: str = "cpu", warmup: int = 5,
+                    runs: int = 20) -> list[dict[str, Any]]:
+    """`[{batch, median_ms, p90_ms, images_per_s}]`, one row per batch size, inputs random normal."""
+    import torch
+
+    if runs < 1 or warmup < 0:
+        raise ValueError("runs must be >= 1 and warmup >= 0")
+    model = model.to(device).eval()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # pick the fastest kernels, as deployment would
+    rows = []
+    try:
+        for batch in batch_sizes:
+            x = torch.randn(batch, *input_shape, device=device)
+            times = sorted(time_forward(model, x, device, warmup, runs))
+            median = statistics.median(times)
+            rows.append({"batch": int(batch), "median_ms": median, "p90_ms": _percentile(times, 90),
+                         "images_per_s": batch / (median / 1000.0) if median > 0 else float("inf")})
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    return rows
+
+
+def peak_memory(model, input_shape, batch: int, device: str = "cpu") -> dict[str, Any]:
+    """Bytes: weights, input, the forward pass's activation peak, and their sum (see module doc)."""
+    import torch
+
+    model = model.to(device).eval()
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    x = torch.randn(batch, *input_shape, device=device)
+    if device.startswith("cuda"):
+        method = "torch.cuda.max_memory_allocated"
+        activations = _cuda_peak(model, x, device)
+    else:
+        method = "live tensor bytes (TorchDispatchMode)"
+        activations = _cpu_peak(model, x)
+    inputs = x.numel() * x.element_size()
+    return {"batch": int(batch), "weights_bytes": int(weights), "input_bytes": int(inputs),
+            "activations_bytes": int(activations), "total_bytes": int(weights + inputs + activations),
+            "method": method}
+
+
+def _cuda_peak(model, x, device: str) -> int:
+    import torch
+
+    with torch.inference_mode():
+        model(x)  # first pass: lazy init and workspaces do not belong to the steady state
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        out = model(x)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    del out
+    return max(0, peak - base)
+
+
+def _cpu_peak(model, x) -> int:
+    import torch
+
+    known = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers(), x)}
+    tracker = _make_tracker(known)
+    with torch.inference_mode():
+        model(x)
+        with tracker:
+            out = model(x)
+        del out
+    return tracker.peak
+
+
+def _make_tracker(known: set[int]):
+    """A dispatch mode counting the bytes of live tensors created by operators (class built lazily)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LiveTensorBytes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live: dict[int, list[int]] = {}  # storage pointer → [bytes, Python references]
+            self.current = self.peak = 0
+
+        def _release(self, ptr: int) -> None:
+            entry = self.live.get(ptr)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self.live[ptr]
+                    self.current -= entry[0]
+
+        def _track(self, t) -> None:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr == 0 or ptr in known:  # views of weights or of the input are not new memory
+                return
+            entry = self.live.get(ptr)
+            if entry is None:
+                entry = self.live[ptr] = [storage.nbytes(), 0]
+                self.current += entry[0]
+                self.peak = max(self.peak, self.current)
+            entry[1] += 1
+            weakref.finalize(t, self._release, ptr)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self._track(t)
+            return out
+
+    return LiveTensorBytes()

@@ -1,0 +1,165 @@
+"""What `prunecli profile` measures and prints: counts, latency, memory, and a comparison.
+
+Kept apart from the CLI so tests and notebooks can call `profile_checkpoints` directly. MACs and
+params are counted on CPU for one sample (they do not depend on the device); latency and
+memory are measured on the chosen device. The `<stem>.flops.json` sidecar beside the
+checkpoint is (re)written with the counts against a fresh, unpruned build of the same model
+and the latest latency measurement, so the numbers travel with the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prunecli.errors import UserError
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """`"1,64"` → `[1, 64]`; anything else than positive integers is a user error."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) < 1:
+            raise UserError(f"--batch-sizes must be positive integers separated by commas, got {text!r}")
+        sizes.append(int(item))
+    return list(dict.fromkeys(sizes))
+
+
+def check_options(runs: int, warmup: int, threads: int | None, checkpoint: str, compare: str | None) -> None:
+    if runs < 1:
+        raise UserError(f"--runs must be at least 1, got {runs}")
+    if warmup < 0:
+        raise UserError(f"--warmup must be 0 or more, got {warmup}")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    if checkpoint == "-" and compare == "-":
+        raise UserError("only one of CKPT and --compare can be read from stdin (`-`)")
+
+
+def device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def profile_one(src: str, device: str, batch_sizes: list[int], runs: int, warmup: int,
+                per_layer: bool, write: bool = True) -> dict[str, Any]:
+    """Counts, latency and memory of one checkpoint; writes its flops sidecar when `write`."""
+    from prunecli.cli._output import err
+    from prunecli.io import checkpoint as ckpt
+    from prunecli.profiling.counts import count
+    from prunecli.profiling.latency import measure_latency, peak_memory
+
+    loaded = ckpt.load(src)
+    shape = list(loaded.header.input_shape)
+    counted = count(loaded.model, shape)
+    err.print(f"timing {src} on {device}: batch sizes {batch_sizes}, {warmup} warm-up + {runs} timed runs")
+    latency = measure_latency(loaded.model, shape, batch_sizes, device, warmup, runs)
+    memory = [peak_memory(loaded.model, shape, b, device) for b in batch_sizes]
+    result: dict[str, Any] = {
+        "checkpoint": src, "model": loaded.header.model.name, "sha256": loaded.sha256, "input_shape": shape,
+        "macs": counted.macs, "params": counted.params, "latency": latency, "memory": memory,
+    }
+    if per_layer:
+        result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
+    result["sidecar"] = write_flops(src, loaded, counted, latency, memory, device, runs, warmup) if write else None
+    return result
+
+
+def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> str | None:
+    """(Re)write `<stem>.flops.json`: counts vs. a fresh registry build, plus the measured latency."""
+    import torch
+
+    from prunecli.io.sidecars import write_sidecar
+    from prunecli.models import build_model
+    from prunecli.profiling.counts import count, flops_sidecar
+
+    if src == "-":
+        return None
+    fresh, _, _ = build_model(loaded.header.model.name, **loaded.header.model.kwargs)
+    doc = flops_sidecar(count(fresh, loaded.header.input_shape), counted, loaded.header.input_shape,
+                        Path(src).name)
+    doc.latency = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
+                   "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency,
+                   "memory": memory}
+    path = write_sidecar(src, "flops.json", type(doc).model_validate(doc.model_dump()))
+    return str(path) if path else None
+
+
+def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """OTHER / CKPT: how many times more MACs and params OTHER has, and how much faster CKPT is."""
+    other_ms = {row["batch"]: row["median_ms"] for row in other["latency"]}
+    return {
+        "macs": other["macs"] / max(1, base["macs"]),
+        "params": other["params"] / max(1, base["params"]),
+        "speedup": {str(row["batch"]): other_ms[row["batch"]] / row["median_ms"] if row["median_ms"] else None
+                    for row in base["latency"]},
+    }
+
+
+def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
+                        warmup: int, device: str, threads: int | None, per_layer: bool) -> dict[str, Any]:
+    """The whole `prunecli profile` result (JSON-ready)."""
+    check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
+    import torch
+
+    from prunecli.utils.runtime import resolve_device
+
+    device = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    result = profile_one(checkpoint, device, batch_sizes, runs, warmup, per_layer)
+    result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
+                          "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}
+    if compare is not None:
+        other = profile_one(compare, device, batch_sizes, runs, warmup, per_layer, write=False)
+        result["compare"] = other
+        result["ratios"] = ratios(result, other)
+    return result
+
+
+def render(result: dict[str, Any]):
+    """Rich tables: a summary (two columns and ratios with --compare) and optional per-layer MACs."""
+    from rich.console import Group
+
+    from prunecli.cli._output import human, table
+
+    other, r = result.get("compare"), result.get("ratios")
+    names = [Path(result["checkpoint"]).name] + ([Path(other["checkpoint"]).name] if other else [])
+    models = [result] + ([other] if other else [])
+
+    def row(label, values, ratio=""):
+        return [label, *values, *([ratio] if r else [])]
+
+    rows = [row("params", [human(m["params"]) for m in models], r and f"{r['params']:.2f}x"),
+            row("MACs", [human(m["macs"]) for m in models], r and f"{r['macs']:.2f}x")]
+    for i, batch in enumerate(result["settings"]["batch_sizes"]):
+        speedup = r["speedup"][str(batch)] if r else None
+        rows += [
+            row(f"latency b={batch} (ms, median)", [m["latency"][i]["median_ms"] for m in models],
+                f"{speedup:.2f}x" if speedup else ""),
+            row("  p90 (ms)", [m["latency"][i]["p90_ms"] for m in models]),
+            row("  images/s", [m["latency"][i]["images_per_s"] for m in models]),
+            row("  peak memory (MB)", [m["memory"][i]["total_bytes"] / 2**20 for m in models]),
+        ]
+    s = result["settings"]
+    title = f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, median of {s['runs']} runs)"
+    parts = [table(title, ["", *names, *(["other / this"] if r else [])], rows)]  # latency ratio = speedup
+    if "layers" in result:
+        parts.append(_layer_table(result, other))
+    return Group(*parts)
+
+
+def _layer_table(result: dict[str, Any], other: dict[str, Any] | None):
+    from prunecli.cli._output import table
+
+    theirs = {row["name"]: row for row in (other or {}).get("layers", [])}
+    cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else [])]
+    rows = [[row["name"], row["kind"], row["macs"], row["params"],
+             *([theirs.get(row["name"], {}).get("macs")] if other else [])] for row in result["layers"]]
+    return table("per layer", cols, rows)
