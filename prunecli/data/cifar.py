@@ -142,13 +142,13 @@ def make_dataset(arg: str | None, layout: Layout) -> Dataset:
                    sizes=sizes)
 
 
-@register_data("cifar10", usage="cifar10:DIR  (DIR = cifar-10-batches-py or its parent)",
-               description="CIFAR-10 from the official python batches, 50000/10000, pad-4 crop + flip")
+@register_data("cifar10", usage="cifar10:DIR",
+               description="CIFAR-10 python batches; DIR = cifar-10-batches-py or its parent; 50000/10000")
 def cifar10(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR10)
 
 
-@register_data("cifar100", usage="cifar100:DIR  (DIR = cifar-100-python or its parent)",
-               description="CIFAR-100 (fine labels) from the official python files, 50000/10000")
+@register_data("cifar100", usage="cifar100:DIR",
+               description="CIFAR-100, fine labels; DIR = cifar-100-python or its parent; 50000/10000")
 def cifar100(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR100)

@@ -134,8 +134,8 @@ def _split_name(split: str) -> str:
     raise UserError(f"unknown split {split!r}; use train or val")
 
 
-@register_data("imagefolder", usage="imagefolder:DIR[?size=224]  (DIR/train/<class>/*, DIR/val/<class>/*)",
-               description="ImageNet-style class folders; RandomResizedCrop + flip, resize + center crop")
+@register_data("imagefolder", usage="imagefolder:DIR[?size=224]",
+               description="DIR/train/<class>/*, DIR/val/<class>/*; ImageNet transforms at size N (224)")
 def imagefolder(arg: str | None) -> Dataset:
     root, size = parse_spec(arg)
     classes = check_classes(root)

@@ -29,7 +29,11 @@ def make_features(cfg: tuple[int | str, ...], in_channels: int = 3) -> nn.Sequen
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(in_channels, int(v), 3, 1, 1, bias=False), nn.BatchNorm2d(int(v)), nn.ReLU(True)]
+            layers += [
+                nn.Conv2d(in_channels, int(v), 3, 1, 1, bias=False),
+                nn.BatchNorm2d(int(v)),
+                nn.ReLU(True),
+            ]
             in_channels = int(v)
     return nn.Sequential(*layers)
 

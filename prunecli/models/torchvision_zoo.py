@@ -129,4 +129,6 @@ def tv_vgg_tiny(num_classes: int = 10):
     **TINY,
 )
 def tv_densenet_tiny(num_classes: int = 10):
-    return DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=num_classes)
+    return DenseNet(
+        growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=num_classes
+    )

@@ -161,7 +161,7 @@ def _make_tracker(known: set[int]):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor):
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:  # sparse: no storage
                     self._track(t)
             return out
 

@@ -84,10 +84,10 @@ def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> 
     fresh, _, _ = build_model(loaded.header.model.name, **loaded.header.model.kwargs)
     doc = flops_sidecar(count(fresh, loaded.header.input_shape), counted, loaded.header.input_shape,
                         Path(src).name)
-    doc.latency = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
-                   "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency,
-                   "memory": memory}
-    path = write_sidecar(src, "flops.json", type(doc).model_validate(doc.model_dump()))
+    measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
+                "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
+    doc = type(doc).model_validate({**doc.model_dump(), "latency": measured})  # validated before writing
+    path = write_sidecar(src, "flops.json", doc)
     return str(path) if path else None
 
 

@@ -53,7 +53,7 @@ def write_cifar100(parent, n_train=20, n_test=10):
 
 
 def _all(loader):
-    xs, ys = zip(*loader)
+    xs, ys = zip(*loader, strict=True)
     return torch.cat(xs), torch.cat(ys)
 
 

@@ -224,8 +224,12 @@ def test_hostile_structure_is_rejected(tmp_path, structure):
 
 def test_hostile_model_kwargs_are_rejected(tmp_path):
     model = build_model("resnet_tiny")[0]
-    meta = {"format": "prunecli-checkpoint", "version": 1, "input_shape": [3, 32, 32],
-            "model": {"name": "resnet_tiny", "kwargs": {"num_classes": {"__class__": "x"}}}}
+    meta = {
+        "format": "prunecli-checkpoint",
+        "version": 1,
+        "input_shape": [3, 32, 32],
+        "model": {"name": "resnet_tiny", "kwargs": {"num_classes": {"__class__": "x"}}},
+    }
     path = tmp_path / "bad.safetensors"
     path.write_bytes(st_save(tensors_of(model), metadata={"prunecli": json.dumps(meta)}))
     with pytest.raises(CheckpointError):
