@@ -44,7 +44,7 @@ def stats(norms: torch.Tensor) -> dict[str, float]:
     q = torch.quantile(norms, torch.tensor(QUANTILES, dtype=norms.dtype))
     out = {"min": float(norms.min()), "max": float(norms.max()), "mean": float(norms.mean()),
            "std": float(norms.std(correction=0))}
-    out.update({f"q{round(p * 100)}": float(v) for p, v in zip(QUANTILES, q)})
+    out.update({f"q{round(p * 100)}": float(v) for p, v in zip(QUANTILES, q, strict=True)})
     return out
 
 
@@ -68,9 +68,10 @@ def analyze(loaded, opts) -> dict:
 
 
 def summary(report: dict):
-    rows = [[r["name"], r["kind"], r["filters"], r["l1"]["mean"], r["l1"]["std"], r["l1"]["min"],
-             r["l1"]["max"], f"{100 * r['near_zero_fraction']:.0f}%", "yes" if r["protected"] else ""]
+    rows = [[r["name"] + (" (protected)" if r["protected"] else ""), r["filters"], r["l1"]["mean"],
+             r["l1"]["std"], r["l1"]["min"], r["l1"]["max"], f"{100 * r['near_zero_fraction']:.0f}%"]
             for r in report["layers"]]
-    return table(f"filter L1 norms of {report['model']} ({report['checkpoint']})",
-                 ["layer", "kind", "filters", "mean L1", "std L1", "min L1", "max L1", "near-zero",
-                  "protected"], rows)
+    t = table(f"filter L1 norms of {report['model']} ({report['checkpoint']})",
+              ["layer", "filters", "mean", "std", "min", "max", "near 0"], rows)
+    t.columns[0].no_wrap = True
+    return t

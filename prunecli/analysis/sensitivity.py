@@ -210,5 +210,6 @@ def summary(report: dict):
     base = report["baseline"]
     title = (f"top-1 drop (points) when one layer is pruned: {report['model']} on {report['data']}, "
              f"unpruned {base['top1']:.2f}% on {base['samples']} samples, {human(base['macs'])} MACs")
-    return table(title, ["layer", "filters", "coupled", *[f"r={x:g}" for x in ratios], f"drop > {tol:g} at"],
-                 rows)
+    t = table(title, ["layer", "filters", "coupled", *[f"r={x:g}" for x in ratios], f"drop > {tol:g} at"], rows)
+    t.columns[0].no_wrap = True
+    return t

@@ -105,5 +105,9 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
     loader = dataset.loader(split, batch_size, workers=workers)
-    result = eval_loop(loaded.model, loader, device)
+    from prunecli.cli._output import progress
+
+    with progress() as bar:
+        task = bar.add_task(f"evaluate {split}", total=len(loader), status="")
+        result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task))
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result}

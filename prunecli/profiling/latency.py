@@ -58,21 +58,38 @@ def time_forward(model, x, device: str, warmup: int, runs: int) -> list[float]:
 def measure_latency(model, input_shape, batch_sizes, device: str = "cpu", warmup: int = 5,
                     runs: int = 20) -> list[dict[str, Any]]:
     """`[{batch, median_ms, p90_ms, images_per_s}]`, one row per batch size, inputs random normal."""
+    return measure_latency_many([model], [input_shape], batch_sizes, device, warmup, runs)[0]
+
+
+def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu", warmup: int = 5,
+                         runs: int = 20) -> list[list[dict[str, Any]]]:
+    """Latency rows for several models, their timed runs interleaved (A, B, A, B, …).
+
+    On a shared, noisy machine a burst of load then hits every model alike, so the ratio of
+    two medians (the speedup `profile --compare` reports) stays honest.
+    """
     import torch
 
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
-    model = model.to(device).eval()
+    models = [m.to(device).eval() for m in models]
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # pick the fastest kernels, as deployment would
-    rows = []
+    rows: list[list[dict[str, Any]]] = [[] for _ in models]
     try:
         for batch in batch_sizes:
-            x = torch.randn(batch, *input_shape, device=device)
-            times = sorted(time_forward(model, x, device, warmup, runs))
-            median = statistics.median(times)
-            rows.append({"batch": int(batch), "median_ms": median, "p90_ms": _percentile(times, 90),
-                         "images_per_s": batch / (median / 1000.0) if median > 0 else float("inf")})
+            xs = [torch.randn(batch, *shape, device=device) for shape in input_shapes]
+            for model, x in zip(models, xs):
+                time_forward(model, x, device, warmup, 0)
+            times: list[list[float]] = [[] for _ in models]
+            for _ in range(runs):
+                for i, (model, x) in enumerate(zip(models, xs)):
+                    times[i].extend(time_forward(model, x, device, 0, 1))
+            for i, t in enumerate(times):
+                t.sort()
+                median = statistics.median(t)
+                rows[i].append({"batch": int(batch), "median_ms": median, "p90_ms": _percentile(t, 90),
+                                "images_per_s": batch / (median / 1000.0) if median > 0 else float("inf")})
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows

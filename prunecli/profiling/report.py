@@ -47,28 +47,34 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def profile_one(src: str, device: str, batch_sizes: list[int], runs: int, warmup: int,
-                per_layer: bool, write: bool = True) -> dict[str, Any]:
-    """Counts, latency and memory of one checkpoint; writes its flops sidecar when `write`."""
+def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
+                 per_layer: bool) -> list[dict[str, Any]]:
+    """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
+    one's flops sidecar."""
     from prunecli.cli._output import err
     from prunecli.io import checkpoint as ckpt
     from prunecli.profiling.counts import count
-    from prunecli.profiling.latency import measure_latency, peak_memory
+    from prunecli.profiling.latency import measure_latency_many, peak_memory
 
-    loaded = ckpt.load(src)
-    shape = list(loaded.header.input_shape)
-    counted = count(loaded.model, shape)
-    err.print(f"timing {src} on {device}: batch sizes {batch_sizes}, {warmup} warm-up + {runs} timed runs")
-    latency = measure_latency(loaded.model, shape, batch_sizes, device, warmup, runs)
-    memory = [peak_memory(loaded.model, shape, b, device) for b in batch_sizes]
-    result: dict[str, Any] = {
-        "checkpoint": src, "model": loaded.header.model.name, "sha256": loaded.sha256, "input_shape": shape,
-        "macs": counted.macs, "params": counted.params, "latency": latency, "memory": memory,
-    }
-    if per_layer:
-        result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
-    result["sidecar"] = write_flops(src, loaded, counted, latency, memory, device, runs, warmup) if write else None
-    return result
+    loaded = [ckpt.load(src) for src in srcs]
+    shapes = [list(item.header.input_shape) for item in loaded]
+    err.print(f"timing {' and '.join(srcs)} on {device}: batch sizes {batch_sizes}, "
+              f"{warmup} warm-up + {runs} timed runs{' (interleaved)' if len(srcs) > 1 else ''}")
+    latencies = measure_latency_many([item.model for item in loaded], shapes, batch_sizes, device, warmup, runs)
+    results = []
+    for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
+        counted = count(item.model, shape)
+        memory = [peak_memory(item.model, shape, b, device) for b in batch_sizes]
+        result: dict[str, Any] = {
+            "checkpoint": src, "model": item.header.model.name, "sha256": item.sha256, "input_shape": shape,
+            "macs": counted.macs, "params": counted.params, "latency": latency, "memory": memory,
+        }
+        if per_layer:
+            result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
+        result["sidecar"] = (write_flops(src, item, counted, latency, memory, device, runs, warmup)
+                             if i == 0 else None)
+        results.append(result)
+    return results
 
 
 def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> str | None:
@@ -113,11 +119,13 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     device = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
-    result = profile_one(checkpoint, device, batch_sizes, runs, warmup, per_layer)
+    results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
+                           per_layer)
+    result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}
     if compare is not None:
-        other = profile_one(compare, device, batch_sizes, runs, warmup, per_layer, write=False)
+        other = results[1]
         result["compare"] = other
         result["ratios"] = ratios(result, other)
     return result

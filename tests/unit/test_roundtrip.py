@@ -26,7 +26,7 @@ from prunecli.models import build_model
 from prunecli.pruning.attention import attention_modules, sync_attention
 
 # case id → (registry name, pruning: None, "channels" or "heads")
-CASES = {
+CASES: dict[str, tuple[str, str | None]] = {
     "resnet_tiny": ("resnet_tiny", None),
     "vgg_tiny": ("vgg_tiny", None),
     "densenet_tiny": ("densenet_tiny", None),
@@ -35,7 +35,7 @@ CASES = {
     "tv_densenet_tiny": ("tv_densenet_tiny", None),
     "vit_tiny_test": ("vit_tiny_test", None),
     "convnext_tiny_test": ("convnext_tiny_test", None),
-    "timm_prefix": ("timm:test_vit", None),
+    "timm_prefix": ("timm:test_vit", None),  # built with BUILD_KWARGS, which the header must carry
     "pruned_resnet_tiny": ("resnet_tiny", "channels"),
     "pruned_densenet_tiny": ("densenet_tiny", "channels"),
     "pruned_vgg_tiny": ("vgg_tiny", "channels"),
@@ -45,6 +45,8 @@ CASES = {
     "pruned_vit_head_dims": ("vit_tiny_test", "channels"),
     "pruned_vit_heads": ("vit_tiny_test", "heads"),
 }
+
+BUILD_KWARGS = {"timm_prefix": {"num_classes": 5, "img_size": 64}}
 
 RELOAD = """
 import sys, torch
@@ -95,7 +97,10 @@ def prune(model, entry, mode: str) -> dict:
 def make_checkpoint(folder: Path, case: str) -> dict:
     name, mode = CASES[case]
     torch.manual_seed(0)
-    model, entry, args = build_model(name)
+    kwargs = BUILD_KWARGS.get(case, {})
+    model, entry, args = build_model(name, **kwargs)
+    size = kwargs.get("img_size")
+    shape = entry.input_shape if size is None else (3, size, size)
     perturb(model)
     synced = prune(model, entry, mode) if mode else {}
     model.eval()
@@ -103,12 +108,12 @@ def make_checkpoint(folder: Path, case: str) -> dict:
         None,
         model=ModelRef(name=name, kwargs=args),
         task=entry.task,
-        input_shape=list(entry.input_shape),
-        num_classes=entry.num_classes,
-        structure=structure_diff(model, build_model(name)[0]),
+        input_shape=list(shape),
+        num_classes=args["num_classes"],
+        structure=structure_diff(model, build_model(name, **kwargs)[0]),
     )
     save(model, folder / f"{case}.safetensors", header)
-    x = torch.randn(2, *entry.input_shape)
+    x = torch.randn(2, *shape)
     with torch.no_grad():
         y = model(x)
     return {"x": x, "y": y, "header": header, "synced": synced, "model": model}
@@ -131,6 +136,13 @@ def test_fresh_process_reload_is_bit_identical(roundtrip, case):
     r = roundtrip[case]
     assert r["reloaded"].shape == r["y"].shape
     assert torch.equal(r["reloaded"], r["y"])
+
+
+def test_timm_prefix_kwargs_travel_in_the_header(roundtrip):
+    r = roundtrip["timm_prefix"]
+    assert r["header"].model.name == "timm:test_vit"
+    assert r["header"].model.kwargs == {"num_classes": 5, "img_size": 64}
+    assert r["reloaded"].shape == (2, 5)
 
 
 @pytest.mark.parametrize("case", [c for c, (_, mode) in CASES.items() if mode])
