@@ -50,3 +50,27 @@ def tiny_ckpt(tmp_path_factory) -> Path:
                      "--batch-size", "32", "--device", "cpu", "-o", out)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out
+
+
+def reload_in_fresh_process(path: Path, tmp: Path, batch: int = 2):
+    """(outputs in this process, outputs of a fresh process loading `path`) on the same input."""
+    import torch
+    from safetensors.torch import load_file
+
+    from prunecli.io import checkpoint as ckpt
+
+    loaded = ckpt.load(path)
+    shape = loaded.header.input_shape
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = loaded.model(x)
+    script = (
+        "import sys, torch; from prunecli.io import checkpoint as c; from safetensors.torch import save_file;"
+        "m=c.load(sys.argv[1]).model; s=m and c.read_header(open(sys.argv[1],'rb').read()).input_shape;"
+        f"x=torch.randn({batch},*s,generator=torch.Generator().manual_seed(0));"
+        "save_file({'y': m(x).detach().contiguous()}, sys.argv[2])"
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(path), str(tmp / "fresh.safetensors")],
+                         capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()
+    return expected, load_file(tmp / "fresh.safetensors")["y"]

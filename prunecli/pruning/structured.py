@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -92,11 +93,14 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
     recorder = _Recorder(importance)
-    pruner = tp.pruner.BasePruner(
-        model, example_input(input_shape), importance=recorder, global_pruning=plan.global_pruning,
-        pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
-        round_to=plan.round_to, num_heads=_attention_heads(model),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruner = tp.pruner.BasePruner(
+            model, example_input(input_shape), importance=recorder, global_pruning=plan.global_pruning,
+            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
+            round_to=plan.round_to, num_heads=_attention_heads(model),
+        )
+    _report(caught)
     names = {m: n for n, m in model.named_modules()}
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
@@ -112,6 +116,20 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
         group.prune()
     _sync_attention(model)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
+
+
+_reported: set[str] = set()
+
+
+def _report(caught) -> None:
+    """Torch-Pruning's warnings (e.g. bare nn.Parameters it will prune) as one stderr line each, once."""
+    from prunecli.cli._output import warn
+
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in _reported:
+            _reported.add(text)
+            warn(f"torch-pruning: {text}")
 
 
 def _out_channels(module: nn.Module) -> int | None:
