@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from prunecli.errors import UserError
 
@@ -86,6 +87,8 @@ def run_analysis(src: str, method_name: str, opts: AnalysisOptions, out: str = "
     from prunecli.methods import get_method
 
     analysis = resolve(method_name, opts)
+    if out != "-" and not Path(out).parent.is_dir():  # fail before a long sweep, not after it
+        raise UserError(f"output folder does not exist: {Path(out).parent}")
     method = get_method(method_name)
     loaded = ckpt.load(src)
     results = importlib.import_module(analysis.module).analyze(loaded, opts)

@@ -127,14 +127,16 @@ class Sweep:
         if reason is not None:
             return {**record, "skipped": reason}
         order = torch.argsort(self.importance(full).cpu(), stable=True).tolist()
-        record["results"] = []
+        results = []
         for ratio in ratios:
             n = n_pruned(channels, ratio)
             group = self.graph.get_pruning_group(module, pruner.prune_out_channels, order[:n])
-            record["results"].append({"ratio": ratio, "pruned": n, **self._trial(group)})
+            try:
+                results.append({"ratio": ratio, "pruned": n, **self._trial(group)})
+            except RuntimeError as exc:  # a model this graph cannot prune: report it, finish the sweep
+                return {**record, "skipped": f"pruned model fails: {str(exc).splitlines()[0][:200]}"}
             on_trial()
-        record["results"] = self._with_drops(record["results"])
-        return record
+        return {**record, "results": self._with_drops(results)}
 
     def _trial(self, group) -> dict:
         key = frozenset((self.names.get(dep.target.module, id(dep.target.module)), dep.handler.__name__,
@@ -180,13 +182,13 @@ def analyze(loaded, opts) -> dict:
     layers = []
     with progress() as bar:
         task = bar.add_task("sensitivity", total=len(candidates) * len(opts.ratios), status="")
-        for name, module in candidates:
+        for i, (name, module) in enumerate(candidates, 1):
             bar.update(task, status=name)
             with torch.no_grad():
                 record = sweep.layer(name, module, opts.ratios, lambda: bar.advance(task))
+            bar.update(task, completed=i * len(opts.ratios))
             if "skipped" in record:
                 warn(f"{name}: skipped, {record['skipped']}")
-                bar.advance(task, len(opts.ratios))
             else:
                 record["sensitive_at"] = next(
                     (r["ratio"] for r in record["results"] if r["drop"] > opts.tolerance), None)

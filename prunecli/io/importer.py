@@ -39,11 +39,28 @@ def read_state_dict(path: str) -> dict:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _check_hub_reachable(model_name: str) -> None:
+    """Fail in a second, not after a minute of download retries, where the hub is unreachable."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        raise UserError(f"cannot fetch pretrained weights for {model_name}: the model hub ({host}) is "
+                        f"unreachable ({err.strerror or err}); download the weights elsewhere and "
+                        "`prunecli import FILE --model ...`") from None
+
+
 def import_weights(src: str | None, model_name: str, out: str, num_classes: int | None,
                    input_size: int | None, pretrained: bool) -> dict:
     from prunecli.models import build_model
 
     extra = {"pretrained": True} if pretrained else {}
+    if pretrained:
+        _check_hub_reachable(model_name)
     try:
         model, entry, kwargs = build_model(model_name, num_classes=num_classes, **extra)
     except UserError:

@@ -86,7 +86,10 @@ class _Recorder(tp.importance.Importance):
 
 
 def _attention_heads(model: nn.Module) -> dict:
-    return {m.qkv: m.num_heads for m in model.modules() if hasattr(m, "qkv") and hasattr(m, "num_heads")}
+    """qkv projection → head count, so Torch-Pruning keeps whole heads consistent."""
+    from prunecli.pruning.attention import attention_modules
+
+    return {m.qkv: m.num_heads for _, m in attention_modules(model)}
 
 
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
@@ -114,7 +117,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                 if root in recorder.scores:
                     scores[mod] = recorder.scores[root]
         group.prune()
-    _sync_attention(model)
+    _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
 
 
@@ -153,10 +156,10 @@ def _record(name: str, module: nn.Module, before: int, removed: list[int], imp) 
     return rec
 
 
-def _sync_attention(model: nn.Module) -> None:
+def _sync_attention(model: nn.Module, num_heads: dict) -> None:
     from prunecli.pruning.attention import sync_attention
 
-    sync_attention(model)
+    sync_attention(model, num_heads)
 
 
 def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],

@@ -82,3 +82,10 @@ def test_failed_prune_leaves_existing_output_intact(tmp_path, tiny_ckpt):
     assert res.returncode == 2
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.safetensors"]  # no temp files left behind
+
+
+def test_pretrained_without_hub_fails_fast(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    code = run_main("import", "--model", "timm:resnet18", "--pretrained", "-o", tmp_path / "o.safetensors")
+    captured = capsys.readouterr()
+    _check(code, captured.out, captured.err, "unreachable", tmp_path)
