@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -104,6 +105,7 @@ def test_other_methods(tiny_ckpt, tmp_path, method):
     first = json.loads(r.stdout)
     assert first["macs_after"] < first["macs_before"]
     r2 = run_cli(*args[:-7], "-o", tmp_path / "m2.safetensors", "--json", "--data", SYNTH, "--calib-batches", "2")
+    assert r2.exit_code == 0, r2.output
     assert load_file(tmp_path / "m.safetensors").keys() == load_file(tmp_path / "m2.safetensors").keys()
     a = MasksSidecar.model_validate_json((tmp_path / "m.masks.json").read_text())
     b = MasksSidecar.model_validate_json((tmp_path / "m2.masks.json").read_text())
