@@ -61,12 +61,14 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
                          options={**options, "resolved_ratio": outcome.ratio},
                          layers=[LayerMask.model_validate(r) for r in outcome.layers])
     write_sidecar(out, "masks.json", masks)
-    flops = flops_sidecar(count(fresh, shape), count(pruned, shape), shape, name)
+    # The sidecar compares with the unpruned architecture: the input itself unless it was pruned before.
+    unpruned = outcome.before if not header.structure else count(fresh, shape)
+    flops = flops_sidecar(unpruned, outcome.after, shape, name)
     write_sidecar(out, "flops.json", flops)
-    return {"output": out, "method": method.name, "ratio": outcome.ratio, "macs_before": outcome.macs_before,
-            "macs_after": outcome.macs_after, "macs_ratio": outcome.macs_before / max(1, outcome.macs_after),
-            "params_before": flops.before.params, "params_after": flops.after.params,
-            "pruned_layers": len(outcome.layers)}
+    before, after = outcome.before, outcome.after
+    return {"output": out, "method": method.name, "ratio": outcome.ratio, "macs_before": before.macs,
+            "macs_after": after.macs, "macs_ratio": before.macs / max(1, after.macs),
+            "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers)}
 
 
 def _self_check(model, shape) -> None:

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from prunecli.errors import UserError
-from prunecli.profiling.counts import count, example_input
+from prunecli.profiling.counts import ModelCount, count, example_input
 
 
 @dataclass
@@ -40,8 +40,8 @@ class PrunePlan:
 @dataclass
 class Outcome:
     ratio: float
-    macs_before: int
-    macs_after: int
+    before: ModelCount
+    after: ModelCount
     layers: list[dict]
     protected: list[str]
 
@@ -169,17 +169,16 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     The MAC budget is met by bisection on the channel ratio: TP's ratio counts channels, and
     MACs fall roughly quadratically with it, so no closed form fits every architecture.
     """
-    base_macs = count(model, input_shape).macs
+    before = count(model, input_shape)
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
         pruned, layers = _trial(model, input_shape, importance_factory, plan.ratio, plan, protected)
         ratio = plan.ratio
     else:
-        target = parse_target_macs(plan.target_macs, base_macs)
+        target = parse_target_macs(plan.target_macs, before.macs)
         ratio, pruned, layers = _search(model, input_shape, importance_factory, target, plan, protected, on_trial)
-    macs = count(pruned, input_shape).macs
-    return pruned, Outcome(ratio, base_macs, macs, layers, list(protected) + plan.ignore)
+    return pruned, Outcome(ratio, before, count(pruned, input_shape), layers, list(protected) + plan.ignore)
 
 
 def _trial(model, input_shape, importance_factory, ratio, plan, protected):

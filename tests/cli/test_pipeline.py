@@ -161,3 +161,17 @@ def test_import_pth_weights_only(tmp_path):
     loaded = ckpt.load(tmp_path / "w.safetensors").model
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_prune_twice_keeps_lineage_and_compares_sidecar_with_unpruned(tiny_ckpt, pruned, tmp_path):
+    out, first = pruned
+    again = tmp_path / "again.safetensors"
+    r = run_cli("prune", out, "--method", "l1", "--ratio", "0.5", "-o", again, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    second = json.loads(r.stdout)
+    assert second["macs_before"] == first["macs_after"] and second["macs_after"] < first["macs_after"]
+    flops = FlopsSidecar.model_validate_json((tmp_path / "again.flops.json").read_text())
+    assert flops.before.macs == first["macs_before"] and flops.after.macs == second["macs_after"]
+    header = ckpt.read_header(again.read_bytes())
+    assert [e.command for e in header.lineage] == ["train", "prune", "prune"]
+    assert header.structure["layer1.0.conv1"]["out_channels"] == 2

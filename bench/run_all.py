@@ -1,0 +1,47 @@
+"""Run every benchmark in turn (each in its own process, so none inherits another's imports or
+threads), passing `--quick` / `--threads N` through, then print one summary line per target.
+
+Usage: python bench/run_all.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from _common import RESULTS, ROOT, parse_args, print_table
+
+SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency")
+
+
+def summary_rows() -> list[list]:
+    """One row per benchmark from its results file: the headline number and its target."""
+    r = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in SCRIPTS}
+    rows = [["cli_startup", "--help minus python -c pass (s)", r["cli_startup"]["delta_s"], "<= 0.3",
+             r["cli_startup"]["pass"]],
+            ["prune_speed", "prunecli / hand-written TP (wall)", r["prune_speed"]["ratio"], "<= 1.2",
+             r["prune_speed"]["pass"]],
+            ["train_throughput", "prunecli / bare images/s", r["train_throughput"]["ratio"], ">= 0.95",
+             r["train_throughput"]["pass"]]]
+    for model, s in r["pruned_latency"]["models"].items():
+        rows.append(["pruned_latency", f"{model} speedup at MAC ratio {s['mac_ratio']:.2f}", s["speedup"],
+                     "(reported)", "-"])
+    return rows
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    extra = (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
+    failed = []
+    for name in SCRIPTS:
+        print(f"\n=== {name} ===", flush=True)
+        if subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *extra]).returncode:
+            failed.append(name)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+    print_table("summary", ["benchmark", "metric", "value", "target", "met"], summary_rows())
+
+
+if __name__ == "__main__":
+    main()
