@@ -164,17 +164,18 @@ def _sync_attention(model: nn.Module, num_heads: dict) -> None:
 
 def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],
           on_trial=None) -> tuple[nn.Module, Outcome]:
-    """Prune a copy of `model` at `plan.ratio`, or at the ratio meeting `plan.target_macs`.
+    """Prune `model` at `plan.ratio` (in place), or a copy at the ratio meeting `plan.target_macs`.
 
     The MAC budget is met by bisection on the channel ratio: TP's ratio counts channels, and
-    MACs fall roughly quadratically with it, so no closed form fits every architecture.
+    MACs fall roughly quadratically with it, so no closed form fits every architecture. The
+    final count is a forward pass of the pruned model, so a shape bug surfaces here.
     """
     before = count(model, input_shape)
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
-        pruned, layers = _trial(model, input_shape, importance_factory, plan.ratio, plan, protected)
-        ratio = plan.ratio
+        layers = prune_at(model, input_shape, importance_factory(seed=plan.seed), plan.ratio, plan, protected)
+        pruned, ratio = model, plan.ratio
     else:
         target = parse_target_macs(plan.target_macs, before.macs)
         ratio, pruned, layers = _search(model, input_shape, importance_factory, target, plan, protected, on_trial)
