@@ -7,6 +7,7 @@ One registry per extension axis (see docs): entries are added with a decorator, 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -16,9 +17,20 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Entries are registered by the modules named in `modules`, imported on first lookup (so
+    that `prunecli --help` imports none of them, and `ls` sees them all)."""
+
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._modules = modules
+        self._loaded = not modules
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -33,6 +45,7 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
@@ -43,10 +56,13 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        self._load()
         return iter(sorted(self._entries))
 
     def items(self) -> list[tuple[str, T]]:
+        self._load()
         return sorted(self._entries.items())

@@ -16,3 +16,13 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="batch
 Workers = Annotated[int, typer.Option("--workers", min=0, help="data-loading worker processes")]
 Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]
+
+# the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
+Optimizer = Annotated[str, typer.Option(help="sgd or adamw")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov)")]
+WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay")]
+Schedule = Annotated[str, typer.Option(help="cosine, step or constant")]
+StepSize = Annotated[int, typer.Option(help="epochs between decays (step schedule)")]
+Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
+Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
+LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]

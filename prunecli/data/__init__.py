@@ -6,7 +6,6 @@ Specs: `digits` (offline default), `synthetic[:k=v,...]`, `cifar10:DIR`, `cifar1
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,8 +35,19 @@ class Dataset:
     def loader(
         self, split: str, batch_size: int, *, train: bool = False, seed: int = 0, workers: int = 0
     ) -> Loader:
-        """Batches of normalised (x, y); `train` shuffles and augments, deterministically from `seed`."""
-        return self.make_loader(split, batch_size, train=train, seed=seed, workers=workers)
+        """Batches of normalised (x, y); `train` shuffles and augments, deterministically from `seed`.
+
+        `split` is `train` or `val` (`test` is accepted for `val`); families see only those two.
+        """
+        return self.make_loader(split_name(split), batch_size, train=train, seed=seed, workers=workers)
+
+
+def split_name(split: str) -> str:
+    if split in ("val", "test"):
+        return "val"
+    if split == "train":
+        return "train"
+    raise UserError(f"unknown split {split!r}; use train or val")
 
 
 @dataclass(frozen=True)
@@ -48,9 +58,8 @@ class DataEntry:
     description: str
 
 
-DATASETS: Registry[DataEntry] = Registry("data")
 _FAMILIES = ("digits", "synthetic", "cifar", "imagefolder")
-_loaded = False
+DATASETS: Registry[DataEntry] = Registry("data", tuple(f"prunecli.data.{f}" for f in _FAMILIES))
 
 
 def register_data(name: str, usage: str, description: str) -> Callable:
@@ -61,22 +70,12 @@ def register_data(name: str, usage: str, description: str) -> Callable:
     return deco
 
 
-def _load_families() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for fam in _FAMILIES:
-            importlib.import_module(f"prunecli.data.{fam}")
-
-
 def list_data() -> list[DataEntry]:
-    _load_families()
     return [e for _, e in DATASETS.items()]
 
 
 def build_data(spec: str) -> Dataset:
     """Parse `name[:ARG]` and build the data set (no data is read until a loader iterates)."""
-    _load_families()
     name, _, arg = spec.partition(":")
     if not name:
         raise UserError(f"empty data spec {spec!r}; try `digits` or `cifar10:DIR`")

@@ -113,13 +113,6 @@ def class_names(root: Path, layout: Layout) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _split_name(split: str) -> str:
-    if split in ("val", "test"):
-        return "val"
-    if split == "train":
-        return "train"
-    raise UserError(f"unknown split {split!r}; use train or val")
-
 
 def make_dataset(arg: str | None, layout: Layout) -> Dataset:
     """Check the files now (a clear error before any training starts); read them on first use."""
@@ -130,11 +123,10 @@ def make_dataset(arg: str | None, layout: Layout) -> Dataset:
     sizes = {"train": layout.sizes[0], "val": layout.sizes[1]}
 
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
-        name = _split_name(split)
-        if name not in cache:
-            cache[name] = read_split(root, layout, name)
-            sizes[name] = len(cache[name][1])  # the real count (a subset or a fake set may differ)
-        x, y = cache[name]
+        if split not in cache:
+            cache[split] = read_split(root, layout, split)
+            sizes[split] = len(cache[split][1])  # the real count (a subset or a fake set may differ)
+        x, y = cache[split]
         return TensorLoader(x, y, batch_size, layout.mean, layout.std, train=train,
                             augment=Augment(pad=4, flip=True), seed=seed)
 

@@ -38,15 +38,8 @@ def digits(arg: str | None) -> Dataset:
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
         if not cache:
             cache.update(_tensors())
-        x, y = cache[_split_name(split)]
+        x, y = cache[split]
         return TensorLoader(x, y, batch_size, MEAN, STD, train=train, augment=Augment(pad=2), seed=seed)
 
     return Dataset("digits", 10, (3, 32, 32), MEAN, STD, make_loader, sizes={"train": 1437, "val": 360})
 
-
-def _split_name(split: str) -> str:
-    if split in ("val", "test"):
-        return "val"
-    if split == "train":
-        return "train"
-    raise UserError(f"unknown split {split!r}; use train or val")

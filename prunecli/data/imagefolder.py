@@ -126,13 +126,6 @@ class FolderLoader:
         self.epoch += 1
 
 
-def _split_name(split: str) -> str:
-    if split in ("val", "test"):
-        return "val"
-    if split == "train":
-        return "train"
-    raise UserError(f"unknown split {split!r}; use train or val")
-
 
 @register_data("imagefolder", usage="imagefolder:DIR[?size=224]",
                description="DIR/train/<class>/*, DIR/val/<class>/*; ImageNet transforms at size N (224)")
@@ -145,15 +138,14 @@ def imagefolder(arg: str | None) -> Dataset:
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
         from torchvision.datasets import ImageFolder
 
-        name = _split_name(split)
-        key = (name, train)
+        key = (split, train)
         if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
             try:
-                cache[key] = ImageFolder(str(root / name), transform=transforms(size, train),
+                cache[key] = ImageFolder(str(root / split), transform=transforms(size, train),
                                          is_valid_file=_is_image)
             except FileNotFoundError as err:
                 raise UserError(f"imagefolder: {err}") from None
-            sizes[name] = len(cache[key])
+            sizes[split] = len(cache[key])
         return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
 
     return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes)

@@ -7,7 +7,6 @@ much to cut, where — lives in `prunecli.pruning.structured`; the graph work is
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +25,8 @@ class Method:
     needs_gradients: bool = False
 
 
-METHODS: Registry[Method] = Registry("method")
 _FILES = ("magnitude", "taylor", "random")
-_loaded = False
+METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 
 def register_method(method: Method) -> Method:
@@ -36,16 +34,7 @@ def register_method(method: Method) -> Method:
     return method
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in _FILES:
-            importlib.import_module(f"prunecli.methods.{name}")
-
-
 def get_method(name: str, kind: str | None = None) -> Method:
-    _load()
     method = METHODS.get(name)
     if kind is not None and method.kind != kind:
         from prunecli.errors import UserError
@@ -56,5 +45,4 @@ def get_method(name: str, kind: str | None = None) -> Method:
 
 
 def list_methods() -> list[Method]:
-    _load()
     return [m for _, m in METHODS.items()]

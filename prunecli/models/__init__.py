@@ -8,7 +8,6 @@ by name, never guessed from `out_features == num_classes`). Any timm model is re
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +31,8 @@ class ModelEntry:
     tiny: bool = False
 
 
-MODELS: Registry[ModelEntry] = Registry("model")
 _FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision_zoo", "timm_zoo")
-_loaded = False
+MODELS: Registry[ModelEntry] = Registry("model", tuple(f"prunecli.models.{f}" for f in _FAMILIES))
 
 
 def register_model(name: str, **facts: Any) -> Callable:
@@ -47,16 +45,7 @@ def register_model(name: str, **facts: Any) -> Callable:
     return deco
 
 
-def _load_families() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for fam in _FAMILIES:
-            importlib.import_module(f"prunecli.models.{fam}")
-
-
 def get_entry(name: str) -> ModelEntry:
-    _load_families()
     if name.startswith("timm:"):
         from prunecli.models.timm_zoo import timm_entry
 
@@ -65,7 +54,6 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def list_models() -> list[ModelEntry]:
-    _load_families()
     return [entry for _, entry in MODELS.items()]
 
 
