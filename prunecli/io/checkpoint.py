@@ -40,6 +40,7 @@ WHITELIST: dict[str, type] = {
     "attn_dim": int,
     "scale": float,
     "embed_dim": int,
+    "head_hidden_size": int,
 }
 
 
@@ -127,17 +128,18 @@ def apply_structure(model, structure: dict[str, dict[str, Any]], tensors: dict) 
     for path, attrs in structure.items():
         module = _submodule(model, path)
         for attr, value in attrs.items():
+            where = f"{path}.{attr}" if path else f"the model's {attr}"
             kind = WHITELIST.get(attr)
             if kind is None or not hasattr(module, attr):
-                raise CheckpointError(f"checkpoint asks to set {path}.{attr}, which is not allowed")
+                raise CheckpointError(f"checkpoint asks to set {where}, which is not allowed")
             if kind is tuple:
                 if not (isinstance(value, list) and all(type(v) is int for v in value)):
-                    raise CheckpointError(f"{path}.{attr} must be a list of integers")
+                    raise CheckpointError(f"{where} must be a list of integers")
                 value = tuple(value)
             elif kind is float and type(value) in (int, float):
                 value = float(value)
             elif type(value) is not kind:
-                raise CheckpointError(f"{path}.{attr} must be {kind.__name__}, got {type(value).__name__}")
+                raise CheckpointError(f"{where} must be {kind.__name__}, got {type(value).__name__}")
             setattr(module, attr, value)
     for key, tensor in tensors.items():
         owner_path, _, name = key.rpartition(".")

@@ -108,3 +108,24 @@ def sync_attention(model: nn.Module, num_heads: Mapping[nn.Module, int] | None =
         if changed:
             changes[path] = changed
     return changes
+
+
+def sync_model_widths(model: nn.Module) -> dict[str, int]:
+    """Re-derive a timm model's own width attributes after its embedding width was pruned.
+
+    timm keeps `num_features` / `head_hidden_size` (the classifier's input width, used by
+    `reset_classifier`) and, for ViTs, `embed_dim` as plain ints; Torch-Pruning shrinks the
+    layers but not these, so `info` and a later `reset_classifier` would see stale sizes.
+    """
+    changed: dict[str, int] = {}
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(classifier, nn.Linear):
+        for attr in ("num_features", "head_hidden_size"):
+            if isinstance(getattr(model, attr, None), int) and getattr(model, attr) != classifier.in_features:
+                setattr(model, attr, classifier.in_features)
+                changed[attr] = classifier.in_features
+    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+    if isinstance(proj, nn.Conv2d) and isinstance(getattr(model, "embed_dim", None), int):
+        if model.embed_dim != proj.out_channels:
+            model.embed_dim = changed["embed_dim"] = proj.out_channels
+    return changed

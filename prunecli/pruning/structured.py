@@ -157,9 +157,10 @@ def _record(name: str, module: nn.Module, before: int, removed: list[int], imp) 
 
 
 def _sync_attention(model: nn.Module, num_heads: dict) -> None:
-    from prunecli.pruning.attention import sync_attention
+    from prunecli.pruning.attention import sync_attention, sync_model_widths
 
     sync_attention(model, num_heads)
+    sync_model_widths(model)
 
 
 def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],

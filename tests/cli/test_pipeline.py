@@ -86,6 +86,9 @@ def test_prune_any_family_through_cli_and_reload(model, tmp_path):
     assert ckpt.read_header(out.read_bytes()).structure
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
+    reloaded = ckpt.load(out).model
+    if hasattr(reloaded, "get_classifier"):  # timm's own width attributes follow the pruned layers
+        assert reloaded.num_features == reloaded.get_classifier().in_features
 
 
 def test_target_macs_meets_budget(tiny_ckpt, tmp_path):
