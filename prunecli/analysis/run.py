@@ -35,6 +35,10 @@ ANALYSES: dict[str, Analysis] = {
         "prunecli.analysis.sensitivity", needs_data=True,
         options=("data", "ratios", "max_batches", "batch_size", "device", "tolerance"),
     ),
+    "similarity": Analysis(
+        "prunecli.analysis.similarity", needs_data=True,
+        options=("data", "samples", "thresholds", "batch_size", "device", "plot"),
+    ),
 }
 
 
@@ -49,21 +53,24 @@ class AnalysisOptions:
     device: str = "auto"
     tolerance: float = 1.0
     """Accuracy drop (top-1 points) beyond which a layer counts as sensitive at a ratio."""
+    samples: int = 100
+    thresholds: tuple[float, ...] = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
+    plot: str | None = None
 
 
-def parse_ratios(text: str) -> tuple[float, ...]:
+def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:
     """`0.1,0.3,0.5` → (0.1, 0.3, 0.5), sorted and deduplicated; each must lie in (0, 1)."""
     values = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         try:
             value = float(item)
         except ValueError:
-            raise UserError(f"--ratios: {item!r} is not a number (expected e.g. 0.1,0.3,0.5)") from None
+            raise UserError(f"{flag}: {item!r} is not a number (expected e.g. 0.1,0.3,0.5)") from None
         if not 0 < value < 1:
-            raise UserError(f"--ratios: each ratio must be in (0, 1), got {item}")
+            raise UserError(f"{flag}: each value must be in (0, 1), got {item}")
         values.append(value)
     if not values:
-        raise UserError("--ratios is empty (expected e.g. 0.1,0.3,0.5)")
+        raise UserError(f"{flag} is empty (expected e.g. 0.1,0.3,0.5)")
     return tuple(sorted(set(values)))
 
 
@@ -71,10 +78,11 @@ def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
     """The analysis for `method_name`, after the checks that need no torch (fail fast)."""
     from prunecli.methods import get_method
 
-    method = get_method(method_name, kind="analysis")
+    method = get_method(method_name)
     analysis = ANALYSES.get(method.name)
     if analysis is None:
-        raise NotImplementedError(f"analysis method {method.name!r} is registered but not implemented")
+        raise UserError(f"method {method.name!r} is a {method.kind} method with no analysis; "
+                        "use it with `prunecli prune`")
     if analysis.needs_data and not opts.data:
         raise UserError(f"--method {method.name} evaluates the model: give --data SPEC (validation data)")
     return analysis
@@ -93,8 +101,9 @@ def run_analysis(src: str, method_name: str, opts: AnalysisOptions, out: str = "
     loaded = ckpt.load(src)
     results = importlib.import_module(analysis.module).analyze(loaded, opts)
     chosen = {k: v for k, v in asdict(opts).items() if k in analysis.options}
-    if "ratios" in chosen:
-        chosen["ratios"] = list(chosen["ratios"])
+    for key in ("ratios", "thresholds"):
+        if key in chosen:
+            chosen[key] = list(chosen[key])
     report = {
         "format": FORMAT, "version": VERSION, "method": method.name, "paper": method.paper,
         "checkpoint": str(src), "sha256": loaded.sha256, "model": loaded.header.model.name,

@@ -11,10 +11,13 @@ from prunecli.cli import _options as O
 
 def analyze(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="magnitude or sensitivity (`prunecli ls methods`)")] = "magnitude",
+    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity or similarity (`prunecli ls methods`)")] = "magnitude",
     data: Annotated[str | None, typer.Option("--data", help="validation data for sensitivity: digits, synthetic[:..], cifar10:DIR, ...")] = None,
     ratios: Annotated[str, typer.Option("--ratios", help="comma-separated per-layer pruning ratios in (0,1) (sensitivity)")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="evaluate on at most N validation batches per trial (default: all)")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
+    thresholds: Annotated[str, typer.Option("--thresholds", help="comma-separated similarity thresholds τ to sweep (similarity)")] = "0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95",
+    plot: Annotated[str | None, typer.Option("--plot", help="PNG: kept filters and MACs vs τ (similarity)")] = None,
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
@@ -29,6 +32,11 @@ def analyze(
     --ratios value, lowest group-L1 filters first, and report top-1 accuracy, the
     drop from the unpruned model and the MACs left; needs --data (validation split).
 
+    similarity (Li et al., PRL 2023): hash each filter's feature maps on --samples
+    training images, and for each τ in --thresholds report per layer the filters the
+    similarity-graph rule keeps, its edges and degree histogram, and the model's MACs and
+    params; --plot draws kept-vs-τ and MACs-vs-τ. `prune --reuse REPORT` reuses it.
+
     The report (JSON, format "prunecli-analysis") goes to -o; with a file, a summary
     table is printed on stdout (the report itself with --json).
 
@@ -39,12 +47,15 @@ def analyze(
       prunecli analyze base.safetensors --method sensitivity --data digits --ratios 0.2,0.5,0.8 -o sens.json
 
       prunecli analyze r56.safetensors --method sensitivity --data cifar10:DIR --max-batches 10 --json -o sens.json
+
+      prunecli analyze r56.safetensors --method similarity --data cifar10:DIR --samples 50 -o sim.json --plot sim.png
     """
     from prunecli.analysis.run import AnalysisOptions, parse_ratios, resolve, run_analysis, summary
     from prunecli.cli._output import print_result
 
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
-                           batch_size=batch_size, device=device)
+                           batch_size=batch_size, device=device, samples=samples,
+                           thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot)
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

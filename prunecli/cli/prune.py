@@ -19,7 +19,10 @@ def prune(
     ignore: Annotated[list[str] | None, typer.Option(help="layer name or glob to leave unpruned (repeatable); the classifier is always kept")] = None,
     round_to: Annotated[int | None, typer.Option(min=1, help="keep channel counts multiples of N (e.g. 8 for fast kernels)")] = None,
     max_ratio: Annotated[float, typer.Option(help="most any one layer may lose (global pruning, MAC search)")] = 0.9,
-    data: Annotated[str | None, typer.Option(help="calibration data for gradient-based methods (taylor)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="similarity threshold τ in (0,1): filters joined by an edge when mean similarity ≥ τ (similarity)")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
+    reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
+    data: Annotated[str | None, typer.Option(help="data for methods that look at it: calibration batches (taylor), feature maps (similarity)")] = None,
     calib_batches: Annotated[int, typer.Option(min=1, help="calibration batches (taylor)")] = 8,
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
@@ -37,6 +40,8 @@ def prune(
 
       prunecli prune r56.safetensors --method taylor --data cifar10:DIR --ratio 0.4 --global -o p.safetensors
 
+      prunecli prune base.safetensors --method similarity --threshold 0.8 --samples 50 --data cifar10:DIR -o p.safetensors
+
       prunecli prune - --method l2 --ratio 0.3 -o - < a.safetensors | prunecli evaluate - --data digits
     """
     from prunecli.cli._output import print_result, table
@@ -44,7 +49,11 @@ def prune(
 
     if not output:
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
-    if (ratio is None) == (target_macs is None):
+    from prunecli.methods import get_method
+
+    if get_method(method, kind="structured").decide is not None:
+        _check_decided(method, ratio, target_macs, threshold, data, reuse)
+    elif (ratio is None) == (target_macs is None):
         raise UserError("give exactly one of --ratio or --target-macs")
     if ratio is not None and not 0 < ratio < 1:
         raise UserError(f"--ratio must be in (0, 1), got {ratio}")
@@ -57,9 +66,21 @@ def prune(
                      round_to=round_to, max_ratio=max_ratio, seed=seed)
     options = {"ratio": ratio, "target_macs": target_macs, "global": global_pruning, "ignore": ignore or [],
                "round_to": round_to, "max_ratio": max_ratio, "data": data, "calib_batches": calib_batches,
-               "seed": seed}
+               "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse}
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
                        batch_size=batch_size, options=options)
     if output != "-":
         print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
                                                  [[k, v] for k, v in result.items()]))
+
+
+def _check_decided(method: str, ratio, target_macs, threshold, data, reuse) -> None:
+    """Methods that pick channels themselves take --threshold, and --data or --reuse."""
+    from prunecli.errors import UserError
+
+    if ratio is not None or target_macs is not None:
+        raise UserError(f"--method {method} sets no ratio: τ decides (use --threshold, not --ratio/--target-macs)")
+    if threshold is None or not 0 < threshold < 1:
+        raise UserError(f"--method {method} needs --threshold in (0, 1), got {threshold}")
+    if not data and not reuse:
+        raise UserError(f"--method {method} needs --data SPEC (feature maps) or --reuse REPORT")

@@ -73,6 +73,7 @@ class LayerMask(_Strict):
     kept: list[int]
     removed: list[int]
     importance: ImportanceSummary | None = None
+    details: dict[str, Any] | None = Field(default=None, description="method-specific facts, e.g. graph size")
 
 
 class MasksSidecar(_Strict):

@@ -23,9 +23,12 @@ class Method:
     importance: Callable[..., Any] | None = None
     """`importance(seed=...) -> torch_pruning Importance` for structured methods."""
     needs_gradients: bool = False
+    decide: Callable[..., Any] | None = None
+    """`decide(loaded, options) -> (removed, details)` for methods that choose the channels of each
+    layer themselves (no ratio): deleted indices and facts per deciding conv."""
 
 
-_FILES = ("magnitude", "taylor", "random")
+_FILES = ("magnitude", "taylor", "random", "similarity")
 METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 

@@ -14,7 +14,7 @@ from prunecli.io.sidecars import write_sidecar
 from prunecli.methods import get_method
 from prunecli.models import build_model
 from prunecli.profiling.counts import count, flops_sidecar
-from prunecli.pruning.structured import PrunePlan, prune
+from prunecli.pruning.structured import Outcome, PrunePlan, prune, prune_indices
 
 
 def accumulate_gradients(model, data_spec: str | None, batches: int, batch_size: int, header) -> None:
@@ -35,20 +35,36 @@ def accumulate_gradients(model, data_spec: str | None, batches: int, batch_size:
     model.eval()
 
 
+def _decided(method, loaded, options: dict) -> tuple:
+    """Methods that choose each layer's channels themselves (e.g. the similarity graph)."""
+    model, shape = loaded.model, loaded.header.input_shape
+    source = f"reusing {options['reuse']}" if options.get("reuse") else f"{options['samples']} samples of {options['data']}"
+    err.print(f"pruning {loaded.header.model.name} with {method.name} (τ={options['threshold']}, {source})")
+    removed, details = method.decide(loaded, options)
+    before = count(model, shape)
+    layers = prune_indices(model, shape, removed, details)
+    total = sum(layer["channels_before"] for layer in layers) or 1
+    ratio = sum(len(layer["removed"]) for layer in layers) / total
+    return model, Outcome(ratio, before, count(model, shape), layers, list(loaded.entry.protected))
+
+
 def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: str | None, calib_batches: int,
               batch_size: int, options: dict) -> dict:
     method = get_method(method_name, kind="structured")
     loaded = ckpt.load(src)
     model, header = loaded.model, loaded.header
     shape = header.input_shape
-    if method.needs_gradients:
-        accumulate_gradients(model, data, calib_batches, batch_size, header)
-    err.print(f"pruning {header.model.name} with {method.name} "
-              f"({'global' if plan.global_pruning else 'local'}, "
-              f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
-    with torch.enable_grad():
-        pruned, outcome = prune(model, shape, method.importance, plan, loaded.entry.protected,
-                                on_trial=lambda r, m: err.print(f"  ratio {r:.4f} → {m:,} MACs"))
+    if method.decide is not None:
+        pruned, outcome = _decided(method, loaded, {**options, "data": data, "batch_size": batch_size})
+    else:
+        if method.needs_gradients:
+            accumulate_gradients(model, data, calib_batches, batch_size, header)
+        err.print(f"pruning {header.model.name} with {method.name} "
+                  f"({'global' if plan.global_pruning else 'local'}, "
+                  f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
+        with torch.enable_grad():
+            pruned, outcome = prune(model, shape, method.importance, plan, loaded.entry.protected,
+                                    on_trial=lambda r, m: err.print(f"  ratio {r:.4f} → {m:,} MACs"))
     pruned.zero_grad(set_to_none=True)
     fresh, _, _ = build_model(header.model.name, **header.model.kwargs)
     entry = ckpt.lineage_entry("prune", {"method": method.name, **options}, loaded.sha256)
