@@ -286,22 +286,24 @@ def prune_indices(model: nn.Module, input_shape, removed: dict[str, list[int]],
                   extra: dict[str, dict] | None = None) -> list[dict]:
     """Remove the given output channels of each deciding conv (and all they are coupled with).
 
-    Indices refer to the unpruned model: every group is taken from one graph before any is cut,
-    and groups never share a channel dimension, so one cut does not shift another's indices.
+    Indices refer to the unpruned model: a conv's own channels are not renumbered by cutting
+    another group. Each group is built from the graph right before it is cut, so offsets into
+    concatenations (DenseNet) account for the channels already removed from them.
     """
     graph = _graph(model, input_shape)
     named = dict(model.named_modules())
     names = {m: n for n, m in named.items()}
     before = {m: _out_channels(m) for m in names}
-    groups = [graph.get_pruning_group(named[name], tp.prune_conv_out_channels, sorted(idxs))
-              for name, idxs in removed.items() if idxs]
     records = []
-    for group in groups:
+    for name, idxs in removed.items():
+        if not idxs:
+            continue
+        group = graph.get_pruning_group(named[name], tp.prune_conv_out_channels, sorted(idxs))
         details = (extra or {}).get(names[group[0].dep.target.module])
-        for dep, idxs in group:
+        for dep, member_idxs in group:
             mod = dep.target.module
             if mod in names and before[mod] and graph.is_out_channel_pruning_fn(dep.handler):
-                rec = _record(names[mod], mod, before[mod], sorted({int(i) for i in idxs}), None)
+                rec = _record(names[mod], mod, before[mod], sorted({int(i) for i in member_idxs}), None)
                 rec["details"] = details
                 records.append(rec)
         group.prune()
