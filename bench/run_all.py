@@ -12,7 +12,7 @@ import sys
 
 from _common import RESULTS, ROOT, parse_args, print_table
 
-SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency")
+SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency", "similarity_speed")
 
 
 def summary_rows() -> list[list]:
@@ -23,7 +23,9 @@ def summary_rows() -> list[list]:
             ["prune_speed", "prunecli / hand-written TP (wall)", r["prune_speed"]["ratio"], "<= 1.2",
              r["prune_speed"]["pass"]],
             ["train_throughput", "prunecli / bare images/s", r["train_throughput"]["ratio"], ">= 0.95",
-             r["train_throughput"]["pass"]]]
+             r["train_throughput"]["pass"]],
+            ["similarity_speed", "similarity collect / plain forward", r["similarity_speed"]["ratio"], "<= 3",
+             r["similarity_speed"]["pass"]]]
     for model, s in r["pruned_latency"]["models"].items():
         rows.append(["pruned_latency", f"{model} speedup at MAC ratio {s['mac_ratio']:.2f}", s["speedup"],
                      "(reported)", "-"])

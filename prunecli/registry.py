@@ -17,20 +17,18 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Entries are registered by the modules named in `modules`, imported on first lookup (so
-    that `prunecli --help` imports none of them, and `ls` sees them all)."""
+    """Entries are registered by the modules named in `modules`, imported lazily: `--help`
+    imports none of them, a lookup imports them in order only until the name turns up (so
+    `resnet20` never pays for importing timm), and a listing imports them all."""
 
     def __init__(self, kind: str, modules: tuple[str, ...] = ()):
         self.kind = kind
         self._entries: dict[str, T] = {}
-        self._modules = modules
-        self._loaded = not modules
+        self._pending = list(modules)
 
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            for module in self._modules:
-                importlib.import_module(module)
+    def _load(self, until: str | None = None) -> None:
+        while self._pending and (until is None or until not in self._entries):
+            importlib.import_module(self._pending.pop(0))
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -45,7 +43,7 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def get(self, name: str) -> T:
-        self._load()
+        self._load(until=name)
         try:
             return self._entries[name]
         except KeyError:
@@ -56,7 +54,7 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: str) -> bool:
-        self._load()
+        self._load(until=name)
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

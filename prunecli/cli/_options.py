@@ -18,11 +18,12 @@ Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
-Optimizer = Annotated[str, typer.Option(help="sgd or adamw")]
+Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov), adam (coupled L2) or adamw (decoupled decay)")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov)")]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay")]
 Schedule = Annotated[str, typer.Option(help="cosine, step or constant")]
 StepSize = Annotated[int, typer.Option(help="epochs between decays (step schedule)")]
+Milestones = Annotated[str | None, typer.Option(help="epochs of the decays, e.g. 80,120 (step schedule; replaces --step-size)")]
 Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
 Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
 LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]

@@ -21,6 +21,7 @@ def train(
     weight_decay: O.WeightDecay = 5e-4,
     schedule: O.Schedule = "cosine",
     step_size: O.StepSize = 30,
+    milestones: O.Milestones = None,
     gamma: O.Gamma = 0.1,
     warmup_epochs: O.Warmup = 0,
     label_smoothing: O.LabelSmoothing = 0.0,
@@ -45,7 +46,7 @@ def train(
     """
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
-    from prunecli.engine.config import make_config
+    from prunecli.engine.config import make_config, parse_milestones
     from prunecli.errors import UserError
 
     if not output:
@@ -54,6 +55,7 @@ def train(
         raise UserError("missing --model (see `prunecli ls models`) or --init CKPT")
     cfg = make_config(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                   weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
+        milestones=parse_milestones(milestones),
                       warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})

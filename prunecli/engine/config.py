@@ -13,11 +13,13 @@ class TrainConfig(BaseModel):
     epochs: int = Field(30, ge=0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(0.1, gt=0)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     step_size: int = Field(30, ge=1, description="epochs between ×gamma decays (step schedule)")
+    milestones: list[int] = Field(default_factory=list, description="epochs of the ×gamma decays (step schedule); "
+                                  "replaces step_size when given")
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: int = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -39,3 +41,18 @@ def make_config(**kwargs) -> TrainConfig:
     except ValidationError as error:
         first = error.errors()[0]
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def parse_milestones(text: str | None) -> list[int]:
+    """`80,120` → [80, 120] (strictly increasing positive epochs)."""
+    from prunecli.errors import UserError
+
+    if not text:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--milestones {text!r}: expected epochs like 80,120") from None
+    if not values or any(v < 1 for v in values) or values != sorted(set(values)):
+        raise UserError(f"--milestones {text!r}: expected increasing positive epochs like 80,120")
+    return values

@@ -13,6 +13,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":  # L2 added to the gradient (coupled), as Keras' kernel_regularizer + Adam
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
     )
@@ -30,7 +32,9 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
             t = (step - warm) / max(1, total - warm)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
         if cfg.schedule == "step":
-            return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+            epoch = step // steps_per_epoch
+            decays = sum(epoch >= m for m in cfg.milestones) if cfg.milestones else epoch // cfg.step_size
+            return cfg.gamma**decays
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)

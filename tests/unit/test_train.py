@@ -60,3 +60,23 @@ def test_step_schedule():
         opt.step()
         sched.step()
     assert [round(lrs[i], 6) for i in (0, 9, 10, 19, 20, 29)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+
+def test_milestone_schedule_and_adam():
+    cfg = TrainConfig(epochs=6, lr=1e-3, optimizer="adam", schedule="step", milestones=[2, 5], gamma=0.1)
+    opt = make_optimizer(torch.nn.Linear(2, 2), cfg)
+    assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
+    sched = make_scheduler(opt, cfg, steps_per_epoch=1)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [round(x, 9) for x in lrs] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5]
+
+
+def test_bad_milestones_are_one_line_errors(capsys):
+    from tests.conftest import run_main
+
+    code = run_main("train", "--model", "resnet_tiny", "--data", SYNTH, "--milestones", "120,80", "-o", "x.safetensors")
+    assert code == 2 and "--milestones" in capsys.readouterr().err
