@@ -34,7 +34,7 @@ CASES = {
     "class mismatch": (["evaluate", "{ckpt}", "--data", "synthetic:classes=7"], "7 classes"),
     "resume without state": (["train", "--model", "resnet_tiny", "--data", SYNTH, "--resume",
                               "-o", "{tmp}/o.safetensors"], "nothing to resume"),
-    "bad optimizer": (["train", "--model", "resnet_tiny", "--data", SYNTH, "--optimizer", "adam",
+    "bad optimizer": (["train", "--model", "resnet_tiny", "--data", SYNTH, "--optimizer", "lion",
                        "-o", "{tmp}/o.safetensors"], "--optimizer"),
     "missing output folder": (["prune", "{ckpt}", "--ratio", "0.5", "-o", "{tmp}/no/such/dir/o.safetensors"],
                               "output folder does not exist"),
