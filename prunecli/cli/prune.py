@@ -11,7 +11,7 @@ from prunecli.cli import _options as O
 
 def prune(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="l1, l2, taylor, random (`prunecli ls methods`)")] = "l1",
+    method: Annotated[str, typer.Option("--method", help="l1, l2, taylor, random, isomorphic, similarity (`prunecli ls methods`)")] = "l1",
     output: O.Out = "",
     ratio: Annotated[float | None, typer.Option(help="channel pruning ratio in (0,1) (Torch-Pruning's pruning_ratio)")] = None,
     target_macs: Annotated[str | None, typer.Option(help="MAC budget: 2.5G, 300M, or a factor of the model's MACs (0.5x); the ratio is searched")] = None,
@@ -19,10 +19,13 @@ def prune(
     ignore: Annotated[list[str] | None, typer.Option(help="layer name or glob to leave unpruned (repeatable); the classifier is always kept")] = None,
     round_to: Annotated[int | None, typer.Option(min=1, help="keep channel counts multiples of N (e.g. 8 for fast kernels)")] = None,
     max_ratio: Annotated[float, typer.Option(help="most any one layer may lose (global pruning, MAC search)")] = 0.9,
+    importance: Annotated[str, typer.Option(help="criterion for --method isomorphic: taylor, l1, l2, random")] = "taylor",
+    head_ratio: Annotated[float, typer.Option(help="fraction of attention heads to remove, ranked across layers (ViTs)")] = 0.0,
+    head_dim_ratio: Annotated[float | None, typer.Option(help="pruning ratio of attention head dims, their own scope (ViTs)")] = None,
     threshold: Annotated[float | None, typer.Option(help="similarity threshold τ in (0,1): filters joined by an edge when mean similarity ≥ τ (similarity)")] = None,
     samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
-    data: Annotated[str | None, typer.Option(help="data for methods that look at it: calibration batches (taylor), feature maps (similarity)")] = None,
+    data: Annotated[str | None, typer.Option("--data", "--calib-data", help="data for methods that look at it: calibration batches (taylor), feature maps (similarity)")] = None,
     calib_batches: Annotated[int, typer.Option(min=1, help="calibration batches (taylor)")] = 8,
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
@@ -39,6 +42,8 @@ def prune(
       prunecli prune base.safetensors --method l1 --target-macs 0.5x -o half.safetensors
 
       prunecli prune r56.safetensors --method taylor --data cifar10:DIR --ratio 0.4 --global -o p.safetensors
+
+      prunecli prune deit.safetensors --method isomorphic --importance taylor --target-macs 4.2G --calib-data imagefolder:DIR --calib-batches 50 -o deit_4.2G.safetensors
 
       prunecli prune base.safetensors --method similarity --threshold 0.8 --samples 50 --data cifar10:DIR -o p.safetensors
 
@@ -59,14 +64,18 @@ def prune(
         raise UserError(f"--ratio must be in (0, 1), got {ratio}")
     if not 0 < max_ratio < 1:
         raise UserError(f"--max-ratio must be in (0, 1), got {max_ratio}")
+    if not 0 <= head_ratio < 1 or (head_dim_ratio is not None and not 0 <= head_dim_ratio < 1):
+        raise UserError("--head-ratio and --head-dim-ratio must be in [0, 1)")
     from prunecli.pruning.run import run_prune
     from prunecli.pruning.structured import PrunePlan
 
     plan = PrunePlan(ratio=ratio, target_macs=target_macs, global_pruning=global_pruning, ignore=ignore or [],
-                     round_to=round_to, max_ratio=max_ratio, seed=seed)
+                     round_to=round_to, max_ratio=max_ratio, seed=seed, head_ratio=head_ratio,
+                     head_dim_ratio=head_dim_ratio)
     options = {"ratio": ratio, "target_macs": target_macs, "global": global_pruning, "ignore": ignore or [],
                "round_to": round_to, "max_ratio": max_ratio, "data": data, "calib_batches": calib_batches,
-               "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse}
+               "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse, "importance": importance,
+               "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio}
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
                        batch_size=batch_size, options=options)
     if output != "-":

@@ -8,7 +8,7 @@ much to cut, where — lives in `prunecli.pruning.structured`; the graph work is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prunecli.registry import Registry
@@ -23,12 +23,16 @@ class Method:
     importance: Callable[..., Any] | None = None
     """`importance(seed=...) -> torch_pruning Importance` for structured methods."""
     needs_gradients: bool = False
+    plan: dict[str, Any] = field(default_factory=dict)
+    """PrunePlan fields the method fixes (e.g. isomorphic scopes with global ranking)."""
+    importance_option: bool = False
+    """The method takes its importance criterion from `--importance` (another method's)."""
     decide: Callable[..., Any] | None = None
     """`decide(loaded, options) -> (removed, details)` for methods that choose the channels of each
     layer themselves (no ratio): deleted indices and facts per deciding conv."""
 
 
-_FILES = ("magnitude", "taylor", "random", "similarity")
+_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic")
 METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 

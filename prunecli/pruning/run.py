@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -48,6 +49,16 @@ def _decided(method, loaded, options: dict) -> tuple:
     return model, Outcome(ratio, before, count(model, shape), layers, list(loaded.entry.protected))
 
 
+def _criterion(method, importance: str | None):
+    """The method that scores channels: the method itself, or its `--importance` choice."""
+    if not method.importance_option:
+        return method
+    inner = get_method(importance or "taylor", kind="structured")
+    if inner.importance is None:
+        raise UserError(f"--importance {inner.name}: use one of l1, l2, taylor, random")
+    return inner
+
+
 def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: str | None, calib_batches: int,
               batch_size: int, options: dict) -> dict:
     method = get_method(method_name, kind="structured")
@@ -57,13 +68,16 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     if method.decide is not None:
         pruned, outcome = _decided(method, loaded, {**options, "data": data, "batch_size": batch_size})
     else:
-        if method.needs_gradients:
+        if method.plan:
+            plan = dataclasses.replace(plan, **method.plan)
+        criterion = _criterion(method, options.get("importance"))
+        if criterion.needs_gradients:
             accumulate_gradients(model, data, calib_batches, batch_size, header)
         err.print(f"pruning {header.model.name} with {method.name} "
                   f"({'global' if plan.global_pruning else 'local'}, "
                   f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
         with torch.enable_grad():
-            pruned, outcome = prune(model, shape, method.importance, plan, loaded.entry.protected,
+            pruned, outcome = prune(model, shape, criterion.importance, plan, loaded.entry.protected,
                                     on_trial=lambda r, m: err.print(f"  ratio {r:.4f} → {m:,} MACs"))
     pruned.zero_grad(set_to_none=True)
     fresh, _, _ = build_model(header.model.name, **header.model.kwargs)

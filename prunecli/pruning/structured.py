@@ -35,6 +35,12 @@ class PrunePlan:
     round_to: int | None = None
     max_ratio: float = 0.9
     seed: int = 0
+    isomorphic: bool = False
+    """Rank channels only against groups of the same structure (Fang et al., ECCV 2024)."""
+    head_ratio: float = 0.0
+    """Fraction of attention heads to remove, ranked across all attention layers."""
+    head_dim_ratio: float | None = None
+    """Ratio for the attention head dimensions (their own scope); None: the common ratio."""
 
 
 @dataclass
@@ -98,10 +104,15 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     recorder = _Recorder(importance)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        heads = _attention_heads(model)
         pruner = tp.pruner.BasePruner(
-            model, example_input(input_shape), importance=recorder, global_pruning=plan.global_pruning,
+            model, example_input(input_shape), importance=recorder,
+            global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
             pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
-            round_to=plan.round_to, num_heads=_attention_heads(model),
+            round_to=plan.round_to, num_heads=heads,
+            pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
+            else None,
+            prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
         )
     _report(caught)
     names = {m: n for n, m in model.named_modules()}

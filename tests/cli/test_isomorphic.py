@@ -1,0 +1,96 @@
+"""`prune --method isomorphic` (Fang et al., ECCV 2024) on tiny timm models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunecli.io import checkpoint as ckpt
+from prunecli.models import build_model
+from prunecli.pruning.structured import PrunePlan, prune_at
+from tests.conftest import reload_in_fresh_process, run_cli, run_main
+
+DATA = "synthetic:n=32,val=16,classes=4"
+
+
+def _vit_with_uniform_mlps():
+    """A ViT whose MLP hidden channels all score within ±1% of each other (after TP's per-group
+    mean normalisation), while the other groups' channels spread widely."""
+    torch.manual_seed(0)
+    model, _, _ = build_model("vit_tiny_test", num_classes=4)
+    with torch.no_grad():
+        for block in model.blocks:
+            scale = 1 + 0.01 * torch.rand(block.mlp.fc1.out_features, generator=torch.Generator().manual_seed(1))
+            block.mlp.fc1.weight.copy_(0.05 * scale.unsqueeze(1).expand_as(block.mlp.fc1.weight))
+            block.mlp.fc2.weight.copy_(0.05 * scale.unsqueeze(0).expand_as(block.mlp.fc2.weight))
+    return model
+
+
+def _l1():
+    import torch_pruning as tp
+
+    return tp.importance.GroupMagnitudeImportance(p=1)
+
+
+def test_isomorphic_scopes_only_compete_with_their_own_kind():
+    hidden = _vit_with_uniform_mlps().blocks[0].mlp.fc1.out_features
+    plain = _vit_with_uniform_mlps()
+    prune_at(plain, (3, 32, 32), _l1(), 0.15, PrunePlan(global_pruning=True), ("head",))
+    iso = _vit_with_uniform_mlps()
+    prune_at(iso, (3, 32, 32), _l1(), 0.15, PrunePlan(isomorphic=True), ("head",))
+    # Plain global ranking mostly spares the near-uniform MLP channels (the spread-out groups hold
+    # the lowest normalised scores); isomorphic ranking takes exactly 15% from the MLP scope, as
+    # from every other scope.
+    plain_mlp = sum(b.mlp.fc1.out_features for b in plain.blocks)
+    assert plain_mlp > int(2 * hidden * 0.85) + 10
+    iso_mlp = sum(b.mlp.fc1.out_features for b in iso.blocks)
+    assert abs(iso_mlp - int(2 * hidden * 0.85)) <= 2  # ties at the threshold may take one more per layer
+    assert iso.patch_embed.proj.out_channels == int(64 * 0.85)  # the embedding scope alone: exactly p
+    assert plain.patch_embed.proj.out_channels < int(64 * 0.85)
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("iso")
+    out = {}
+    for model in ("vit_tiny_test", "convnext_tiny_test"):
+        path = folder / f"{model}.safetensors"
+        r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "1", "--device", "cpu", "-o", path)
+        assert r.exit_code == 0, r.output + repr(r.exception)
+        out[model] = path
+    return out
+
+
+@pytest.mark.parametrize("model", ["vit_tiny_test", "convnext_tiny_test"])
+def test_target_macs_within_two_percent_with_taylor(model, bases, tmp_path):
+    out = tmp_path / "p.safetensors"
+    r = run_cli("prune", bases[model], "--method", "isomorphic", "--importance", "taylor", "--target-macs", "0.5x",
+                "--calib-data", DATA, "--calib-batches", "2", "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads(r.stdout)
+    target = 0.5 * res["macs_before"]
+    assert abs(res["macs_after"] - target) / target <= 0.02
+    header = ckpt.read_header(out.read_bytes())
+    assert header.lineage[-1].options["importance"] == "taylor"
+
+
+def test_heads_ranked_across_layers_and_reload(bases, tmp_path):
+    out = tmp_path / "h.safetensors"
+    r = run_cli("prune", bases["vit_tiny_test"], "--method", "isomorphic", "--importance", "l1", "--ratio", "0.25",
+                "--head-ratio", "0.5", "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    model = ckpt.load(out).model
+    heads = [b.attn.num_heads for b in model.blocks]
+    assert sum(heads) == 4  # half of the 2×4 heads, chosen globally
+    for b in model.blocks:
+        assert b.attn.qkv.out_features == 3 * b.attn.num_heads * b.attn.head_dim
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
+
+
+def test_importance_must_be_a_criterion(bases, tmp_path, capsys):
+    code = run_main("prune", bases["vit_tiny_test"], "--method", "isomorphic", "--importance", "similarity",
+                    "--ratio", "0.3", "-o", tmp_path / "o.safetensors")
+    assert code == 2 and "--importance" in capsys.readouterr().err
