@@ -26,7 +26,8 @@ def finetune(
     warmup_epochs: O.Warmup = 0,
     label_smoothing: O.LabelSmoothing = 0.0,
     teacher: Annotated[str | None, typer.Option(help="teacher checkpoint for knowledge distillation")] = None,
-    kd_alpha: Annotated[float, typer.Option(help="KD weight α: loss = (1-α)·CE + α·T²·KL")] = 0.5,
+    distill: Annotated[str, typer.Option(help="soft: (1-α)·CE + α·T²·KL; hard: (1-α)·CE + α·CE(teacher argmax), DeiT's dist token trained on the teacher")] = "soft",
+    kd_alpha: Annotated[float, typer.Option(help="distillation weight α")] = 0.5,
     kd_temperature: Annotated[float, typer.Option(help="KD temperature T")] = 4.0,
     seed: O.Seed = 0,
     device: O.Device = "auto",
@@ -35,7 +36,9 @@ def finetune(
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
-    With --teacher, the loss is (1-α)·CE + α·T²·KL(teacher/T ‖ student/T) (Hinton et al. 2015).
+    With --teacher, the loss is (1-α)·CE + α·T²·KL(teacher/T ‖ student/T) (Hinton et al. 2015),
+    or with --distill hard (Touvron et al. 2021, DeiT) (1-α)·CE + α·CE(teacher's argmax); a DeiT
+    with a distillation token trains its dist head on the teacher and its cls head on the labels.
 
     Examples:
 
@@ -55,7 +58,7 @@ def finetune(
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
         milestones=parse_milestones(milestones),
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
-        kd_alpha=kd_alpha, kd_temperature=kd_temperature,
+        kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

@@ -28,6 +28,7 @@ class TrainConfig(BaseModel):
     # knowledge distillation (finetune --teacher)
     kd_alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; CE gets 1-alpha")
     kd_temperature: float = Field(4.0, gt=0)
+    distill: Literal["soft", "hard"] = "soft"
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from prunecli.cli._output import err, progress
 from prunecli.engine.config import TrainConfig
-from prunecli.engine.loop import evaluate, kd_loss, train_one_epoch
+from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, train_one_epoch
 from prunecli.engine.optim import make_optimizer, make_scheduler
 from prunecli.errors import UserError
 from prunecli.io import atomic
@@ -98,6 +98,8 @@ def fit(
 
 
 def _loss(cfg: TrainConfig, teacher):
+    if teacher is not None and cfg.distill == "hard":
+        return lambda s, y, t: hard_distill_loss(s, t, y, cfg.kd_alpha, cfg.label_smoothing)
     if teacher is not None:
         return lambda s, y, t: kd_loss(s, t, y, cfg.kd_alpha, cfg.kd_temperature, cfg.label_smoothing)
     return lambda s, y: F.cross_entropy(s, y, label_smoothing=cfg.label_smoothing)

@@ -23,6 +23,17 @@ def kd_loss(student_logits, teacher_logits, targets, alpha: float, temperature: 
     return (1 - alpha) * ce + alpha * t * t * kl
 
 
+def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_smoothing=0.0):
+    """Touvron et al. 2021 (DeiT) hard distillation: (1-α)·CE(cls, y) + α·CE(dist, argmax teacher).
+
+    A DeiT with a distillation token trains its two heads separately (`student_out` is then the
+    pair (cls, dist)); any other student uses its one output for both terms.
+    """
+    cls, dist = student_out if isinstance(student_out, tuple) else (student_out, student_out)
+    ce = F.cross_entropy(cls, targets, label_smoothing=label_smoothing)
+    return (1 - alpha) * ce + alpha * F.cross_entropy(dist, teacher_logits.argmax(dim=1))
+
+
 def train_one_epoch(
     model, loader, optimizer, scheduler, device: str, loss_fn: Callable, teacher=None, on_step=None
 ) -> tuple[float, int]:

@@ -92,7 +92,14 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
     header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
     model = loaded.model.to(device)
-    return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model)
+    distilled = teacher_model is not None and cfg.distill == "hard" and hasattr(model, "set_distilled_training")
+    if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher
+        model.set_distilled_training(True)
+    try:
+        return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model)
+    finally:
+        if distilled:
+            model.set_distilled_training(False)
 
 
 def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0) -> dict:

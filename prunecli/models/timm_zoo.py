@@ -18,6 +18,7 @@ from typing import Any
 import timm
 import timm.models
 from timm.models.convnext import ConvNeXt
+from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from prunecli.errors import UserError
@@ -81,6 +82,19 @@ def timm_entry(name: str) -> ModelEntry:
 )
 def vit_tiny_test(num_classes: int = 10):
     return VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes
+    )
+
+
+@register_model(
+    "deit_distilled_tiny_test",
+    family="timm",
+    description="tiny timm DeiT with a distillation token (32×32, patch 8, dim 64, depth 2) for tests",
+    protected=("head", "head_dist"),
+    tiny=True,
+)
+def deit_distilled_tiny_test(num_classes: int = 10):
+    return VisionTransformerDistilled(
         img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes
     )
 

@@ -94,3 +94,34 @@ def test_importance_must_be_a_criterion(bases, tmp_path, capsys):
     code = run_main("prune", bases["vit_tiny_test"], "--method", "isomorphic", "--importance", "similarity",
                     "--ratio", "0.3", "-o", tmp_path / "o.safetensors")
     assert code == 2 and "--importance" in capsys.readouterr().err
+
+
+def test_hard_distillation_of_a_pruned_deit_with_distillation_token(tmp_path):
+    """Prune a DeiT with a dist token, fine-tune its dist head on the teacher (hard), reload."""
+    base, pruned, ft = (tmp_path / f"{n}.safetensors" for n in ("base", "pruned", "ft"))
+    assert run_cli("train", "--model", "deit_distilled_tiny_test", "--data", DATA, "--epochs", "1", "--device", "cpu",
+                   "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "isomorphic", "--importance", "l1", "--ratio", "0.3", "-o", pruned)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    assert ckpt.load(pruned).model.head_dist.out_features == 4  # both heads protected
+    r = run_cli("finetune", pruned, "--data", DATA, "--epochs", "1", "--teacher", base, "--distill", "hard",
+                "--optimizer", "adamw", "--lr", "5e-4", "--label-smoothing", "0.1", "--warmup-epochs", "1",
+                "--device", "cpu", "-o", ft, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    header = ckpt.read_header(ft.read_bytes())
+    assert header.lineage[-1].options["distill"] == "hard" and header.structure
+    model = ckpt.load(ft).model
+    assert not model.distilled_training  # saved and reloaded for inference: heads averaged
+    here, fresh = reload_in_fresh_process(ft, tmp_path)
+    assert torch.equal(here, fresh)
+
+
+def test_hard_distillation_loss():
+    from prunecli.engine.loop import hard_distill_loss
+
+    teacher = torch.tensor([[0.0, 5.0], [3.0, 0.0]])
+    y = torch.tensor([0, 0])
+    cls = torch.tensor([[9.0, -9.0], [9.0, -9.0]])
+    dist = torch.tensor([[-9.0, 9.0], [9.0, -9.0]])
+    assert hard_distill_loss((cls, dist), teacher, y, 0.5).item() < 1e-6  # each head matches its target
+    assert hard_distill_loss(cls, teacher, y, 1.0).item() > 5  # plain student: dist term on the same logits
