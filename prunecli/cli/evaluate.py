@@ -16,9 +16,16 @@ def evaluate(
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     workers: O.Workers = 0,
+    input_size: Annotated[int | None, typer.Option(help="override the model's eval input size (timm models, imagefolder)")] = None,
+    interpolation: Annotated[str | None, typer.Option(help="override the resize interpolation: bicubic, bilinear, ...")] = None,
+    crop_pct: Annotated[float | None, typer.Option(help="override the centre-crop fraction (e.g. 0.875)")] = None,
     json: O.Json = False,
 ) -> None:
     """Evaluate a checkpoint: top-1, top-5 and mean cross-entropy.
+
+    timm models are evaluated with their own preprocessing on image folders (input size,
+    interpolation — bicubic for ViTs —, crop, mean/std), so ImageNet numbers compare with
+    published ones; --input-size, --interpolation and --crop-pct override it.
 
     Examples:
 
@@ -29,7 +36,12 @@ def evaluate(
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
 
-    result = run.evaluate(checkpoint, data, device, batch_size, split=split, workers=workers)
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        from prunecli.errors import UserError
+
+        raise UserError(f"--crop-pct must be in (0, 1], got {crop_pct}")
+    result = run.evaluate(checkpoint, data, device, batch_size, split=split, workers=workers,
+                          overrides={"input_size": input_size, "interpolation": interpolation, "crop_pct": crop_pct})
     print_result(result, json, lambda: table(
         f"{result['model']} on {data} ({split})", ["top-1 %", "top-5 %", "loss", "samples"],
         [[result["top1"], result["top5"], result["loss"], result["samples"]]]))

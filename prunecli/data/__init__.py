@@ -31,6 +31,11 @@ class Dataset:
     make_loader: Callable[..., Loader] = field(repr=False)
     sizes: dict[str, int] = field(default_factory=dict)
     task: str = "classification"
+    preprocess: dict[str, Any] | None = None
+    """A model's own evaluation preprocessing (timm's data config: input_size, interpolation,
+    crop_pct, crop_mode, mean, std). File-based sets (imagefolder) apply it to the val split;
+    in-memory sets (CIFAR, digits) are already at their model's resolution and ignore it."""
+    applies_preprocess: bool = False
 
     def loader(
         self, split: str, batch_size: int, *, train: bool = False, seed: int = 0, workers: int = 0
@@ -39,7 +44,8 @@ class Dataset:
 
         `split` is `train` or `val` (`test` is accepted for `val`); families see only those two.
         """
-        return self.make_loader(split_name(split), batch_size, train=train, seed=seed, workers=workers)
+        return self.make_loader(split_name(split), batch_size, train=train, seed=seed, workers=workers,
+                                preprocess=self.preprocess)
 
 
 def split_name(split: str) -> str:

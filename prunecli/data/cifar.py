@@ -122,7 +122,7 @@ def make_dataset(arg: str | None, layout: Layout) -> Dataset:
     cache: dict = {}
     sizes = {"train": layout.sizes[0], "val": layout.sizes[1]}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if split not in cache:
             cache[split] = read_split(root, layout, split)
             sizes[split] = len(cache[split][1])  # the real count (a subset or a fake set may differ)

@@ -35,7 +35,7 @@ def digits(arg: str | None) -> Dataset:
 
     cache: dict = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if not cache:
             cache.update(_tensors())
         x, y = cache[split]

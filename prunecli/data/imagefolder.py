@@ -72,6 +72,15 @@ def transforms(size: int, train: bool):
     return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
+def model_transform(cfg: dict):
+    """A model's own eval preprocessing (timm: resize by crop_pct with its interpolation — bicubic
+    for ViTs —, centre crop to input_size, its mean/std), so numbers compare with published ones."""
+    from timm.data import create_transform
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return create_transform(**{k: cfg[k] for k in keys if k in cfg}, is_training=False)
+
+
 def _mix(*parts: int) -> int:
     """A 63-bit seed from several integers (distinct tuples give unrelated seeds)."""
     h = 1469598103934665603
@@ -135,20 +144,23 @@ def imagefolder(arg: str | None) -> Dataset:
     cache: dict = {}
     sizes: dict[str, int] = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         from torchvision.datasets import ImageFolder
 
-        key = (split, train)
+        model_cfg = None if train else preprocess
+        key = (split, train, repr(sorted((model_cfg or {}).items())))
         if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
+            transform = model_transform(model_cfg) if model_cfg else transforms(size, train)
             try:
-                cache[key] = ImageFolder(str(root / split), transform=transforms(size, train),
+                cache[key] = ImageFolder(str(root / split), transform=transform,
                                          is_valid_file=_is_image)
             except FileNotFoundError as err:
                 raise UserError(f"imagefolder: {err}") from None
             sizes[split] = len(cache[key])
         return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
 
-    return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes)
+    return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes,
+                   applies_preprocess=True)
 
 
 def _is_image(path: str) -> bool:

@@ -51,7 +51,7 @@ def synthetic(arg: str | None) -> Dataset:
     mean, std = (0.5,) * opts["channels"], (0.29,) * opts["channels"]
     cache: dict = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if not cache:
             cache.update(make_tensors(opts))
         x, y = cache["train" if split == "train" else "val"]

@@ -102,7 +102,23 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
             model.set_distilled_training(False)
 
 
-def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0) -> dict:
+def model_preprocess(loaded, overrides: dict) -> dict | None:
+    """timm models evaluate with their own data config (interpolation, crop, mean/std) resolved
+    from the model (pruning does not change it), at the checkpoint's input size, `overrides` on top."""
+    if loaded.entry.family != "timm":
+        return None
+    from timm.data import resolve_data_config
+
+    cfg = dict(resolve_data_config({}, model=loaded.model))
+    cfg["input_size"] = tuple(loaded.header.input_shape)  # the resolution the checkpoint works at
+    if overrides.get("input_size"):
+        cfg["input_size"] = (3, overrides["input_size"], overrides["input_size"])
+    cfg.update({k: v for k, v in overrides.items() if v is not None and k != "input_size"})
+    return cfg
+
+
+def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0,
+             overrides: dict | None = None) -> dict:
     from prunecli.data import build_data
     from prunecli.engine.loop import evaluate as eval_loop
     from prunecli.utils.runtime import resolve_device
@@ -111,10 +127,14 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     dataset = build_data(data_spec)
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
+    dataset.preprocess = model_preprocess(loaded, overrides or {})
     loader = dataset.loader(split, batch_size, workers=workers)
     from prunecli.cli._output import progress
 
     with progress() as bar:
         task = bar.add_task(f"evaluate {split}", total=len(loader), status="")
         result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task))
-    return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result}
+    applied = dataset.preprocess if dataset.applies_preprocess else None
+    used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
+    return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
+            "preprocess": used or None}

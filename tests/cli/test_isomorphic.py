@@ -125,3 +125,29 @@ def test_hard_distillation_loss():
     dist = torch.tensor([[-9.0, 9.0], [9.0, -9.0]])
     assert hard_distill_loss((cls, dist), teacher, y, 0.5).item() < 1e-6  # each head matches its target
     assert hard_distill_loss(cls, teacher, y, 1.0).item() > 5  # plain student: dist term on the same logits
+
+
+def test_evaluate_uses_the_timm_models_own_preprocessing(bases, tmp_path):
+    """On an image folder a timm model is evaluated with its data config (bicubic, crop_pct,
+    mean/std) at the checkpoint's input size; flags override it."""
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in range(4):
+            folder = tmp_path / "imgs" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = torch.randint(0, 256, (41, 47, 3), generator=rng, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    spec = f"imagefolder:{tmp_path / 'imgs'}?size=32"
+    r = run_cli("evaluate", bases["vit_tiny_test"], "--data", spec, "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    result = json.loads(r.stdout)
+    assert result["samples"] == 8
+    assert result["preprocess"]["interpolation"] == "bicubic" and result["preprocess"]["input_size"] == [3, 32, 32]
+    r = run_cli("evaluate", bases["vit_tiny_test"], "--data", spec, "--device", "cpu", "--json",
+                "--interpolation", "bilinear", "--crop-pct", "1.0")
+    assert json.loads(r.stdout)["preprocess"]["interpolation"] == "bilinear"
+    r = run_cli("evaluate", bases["vit_tiny_test"], "--data", DATA, "--device", "cpu", "--json")
+    assert json.loads(r.stdout)["preprocess"] is None  # in-memory tensors are already at the model's size
