@@ -55,7 +55,7 @@ def test_isomorphic_scopes_only_compete_with_their_own_kind():
 def bases(tmp_path_factory):
     folder = tmp_path_factory.mktemp("iso")
     out = {}
-    for model in ("vit_tiny_test", "convnext_tiny_test"):
+    for model in ("vit_tiny_test", "convnext_tiny_test", "timm:mobilenetv3_small_050"):
         path = folder / f"{model}.safetensors"
         r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "1", "--device", "cpu", "-o", path)
         assert r.exit_code == 0, r.output + repr(r.exception)
@@ -63,7 +63,7 @@ def bases(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("model", ["vit_tiny_test", "convnext_tiny_test"])
+@pytest.mark.parametrize("model", ["vit_tiny_test", "convnext_tiny_test", "timm:mobilenetv3_small_050"])
 def test_target_macs_within_two_percent_with_taylor(model, bases, tmp_path):
     out = tmp_path / "p.safetensors"
     r = run_cli("prune", bases[model], "--method", "isomorphic", "--importance", "taylor", "--target-macs", "0.5x",
@@ -151,3 +151,17 @@ def test_evaluate_uses_the_timm_models_own_preprocessing(bases, tmp_path):
     assert json.loads(r.stdout)["preprocess"]["interpolation"] == "bilinear"
     r = run_cli("evaluate", bases["vit_tiny_test"], "--data", DATA, "--device", "cpu", "--json")
     assert json.loads(r.stdout)["preprocess"] is None  # in-memory tensors are already at the model's size
+
+
+@pytest.mark.slow
+def test_timm_resnet50_to_half_macs(tmp_path):
+    base, out = tmp_path / "r50.safetensors", tmp_path / "p.safetensors"
+    data = "synthetic:size=64,classes=10,n=16,val=8"
+    assert run_cli("train", "--model", "timm:resnet50", "--data", data, "--epochs", "0", "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "isomorphic", "--importance", "taylor", "--calib-data", data,
+                "--calib-batches", "1", "--batch-size", "8", "--target-macs", "0.5x", "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads(r.stdout)
+    assert abs(res["macs_after"] - 0.5 * res["macs_before"]) <= 0.02 * 0.5 * res["macs_before"]
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
