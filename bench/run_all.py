@@ -12,7 +12,8 @@ import sys
 
 from _common import RESULTS, ROOT, parse_args, print_table
 
-SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency", "similarity_speed")
+SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency", "similarity_speed",
+           "isomorphic_latency")
 
 
 def summary_rows() -> list[list]:
@@ -29,6 +30,10 @@ def summary_rows() -> list[list]:
     for model, s in r["pruned_latency"]["models"].items():
         rows.append(["pruned_latency", f"{model} speedup at MAC ratio {s['mac_ratio']:.2f}", s["speedup"],
                      "(reported)", "-"])
+    for model, s in r["isomorphic_latency"]["models"].items():
+        for batch, t in s["batches"].items():
+            rows.append(["isomorphic_latency", f"{model} b{batch} speedup at MAC ratio {s['macs_ratio']:.2f}",
+                         t["speedup"], "(reported)", "-"])
     return rows
 
 

@@ -29,7 +29,8 @@ def emit_json(obj: Any) -> None:
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if i == 0 else "right")
+        numeric = i > 0 and all(isinstance(r[i], int | float) or r[i] in (None, "") for r in rows if i < len(r))
+        t.add_column(col, justify="right" if numeric else "left")
     for row in rows:
         t.add_row(*[fmt(v) for v in row])
     return t
