@@ -121,15 +121,21 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     scores: dict[nn.Module, torch.Tensor] = {}
     for group in pruner.step(interactive=True):
         root = group[0].dep.target.module
-        for dep, idxs in group:
-            mod = dep.target.module
-            if mod in names and before[mod] and pruner.DG.is_out_channel_pruning_fn(dep.handler):
-                removed.setdefault(mod, []).extend(int(i) for i in idxs)
-                if root in recorder.scores:
-                    scores[mod] = recorder.scores[root]
+        for mod, idxs in _cut_layers(group, pruner.DG, before):
+            removed.setdefault(mod, []).extend(idxs)
+            if root in recorder.scores:
+                scores[mod] = recorder.scores[root]
         group.prune()
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
+
+
+def _cut_layers(group, graph, before: dict):
+    """(layer, channel indices) for each Conv/Linear in `group` that loses output channels."""
+    for dep, idxs in group:
+        mod = dep.target.module
+        if before.get(mod) and graph.is_out_channel_pruning_fn(dep.handler):
+            yield mod, [int(i) for i in idxs]
 
 
 _reported: set[str] = set()
@@ -155,7 +161,8 @@ def _out_channels(module: nn.Module) -> int | None:
 
 
 def _record(name: str, module: nn.Module, before: int, removed: list[int], imp) -> dict:
-    kept = [i for i in range(before) if i not in set(removed)]
+    gone = set(removed)
+    kept = [i for i in range(before) if i not in gone]
     rec = {"name": name, "kind": type(module).__name__, "channels_before": before,
            "channels_after": len(kept), "kept": kept, "removed": removed, "importance": None}
     if imp is not None and len(imp):
@@ -311,11 +318,7 @@ def prune_indices(model: nn.Module, input_shape, removed: dict[str, list[int]],
             continue
         group = graph.get_pruning_group(named[name], tp.prune_conv_out_channels, sorted(idxs))
         details = (extra or {}).get(names[group[0].dep.target.module])
-        for dep, member_idxs in group:
-            mod = dep.target.module
-            if mod in names and before[mod] and graph.is_out_channel_pruning_fn(dep.handler):
-                rec = _record(names[mod], mod, before[mod], sorted({int(i) for i in member_idxs}), None)
-                rec["details"] = details
-                records.append(rec)
+        for mod, idxs in _cut_layers(group, graph, before):
+            records.append({**_record(names[mod], mod, before[mod], sorted(set(idxs)), None), "details": details})
         group.prune()
     return records
