@@ -40,11 +40,9 @@ def n_pruned(channels: int, ratio: float) -> int:
 
 def load_batches(data_spec: str, header, batch_size: int, max_batches: int | None, device: str) -> list:
     """The first `max_batches` validation batches, on `device`, read once for all trials."""
-    from prunecli.data import build_data
-    from prunecli.engine.run import check_classes
+    from prunecli.engine.run import data_for
 
-    dataset = build_data(data_spec)
-    check_classes(header, dataset)
+    dataset = data_for(header, data_spec)
     batches = []
     for x, y in dataset.loader("val", batch_size):
         if max_batches is not None and len(batches) >= max_batches:

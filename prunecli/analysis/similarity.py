@@ -28,11 +28,9 @@ def collect(model, groups, data_spec: str, samples: int, batch_size: int, device
     The images are taken in the training files' order without augmentation (CIFAR's training
     batches are already shuffled); the paper drew them at random without a seed.
     """
-    from prunecli.data import build_data
-    from prunecli.engine.run import check_classes
+    from prunecli.engine.run import data_for
 
-    dataset = build_data(data_spec)
-    check_classes(header, dataset)
+    dataset = data_for(header, data_spec)
     named = dict(model.named_modules())
     sums = {g.decider: torch.zeros(g.channels, g.channels, dtype=torch.float64, device=device) for g in groups}
 

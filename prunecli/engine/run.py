@@ -20,6 +20,15 @@ def check_classes(header: Header, dataset) -> None:
         )
 
 
+def data_for(header: Header, data_spec: str):
+    """Build `data_spec`, refusing one whose class count differs from the checkpoint's model."""
+    from prunecli.data import build_data
+
+    dataset = build_data(data_spec)
+    check_classes(header, dataset)
+    return dataset
+
+
 def data_ref(dataset) -> DataRef:
     return DataRef(spec=dataset.spec, num_classes=dataset.num_classes, mean=list(dataset.mean), std=list(dataset.std))
 

@@ -22,11 +22,9 @@ def accumulate_gradients(model, data_spec: str | None, batches: int, batch_size:
     """Sum loss gradients over `batches` calibration batches (for Taylor importance)."""
     if not data_spec:
         raise UserError("this method needs gradients: give --data SPEC for calibration batches")
-    from prunecli.data import build_data
-    from prunecli.engine.run import check_classes
+    from prunecli.engine.run import data_for
 
-    dataset = build_data(data_spec)
-    check_classes(header, dataset)
+    dataset = data_for(header, data_spec)
     model.train()  # BN in train mode, as in training, but weights are not updated
     model.zero_grad(set_to_none=True)
     for i, (x, y) in enumerate(dataset.loader("train", batch_size, train=False)):
