@@ -22,6 +22,8 @@ def prune(
     importance: Annotated[str, typer.Option(help="criterion for --method isomorphic: taylor, l1, l2, random")] = "taylor",
     head_ratio: Annotated[float, typer.Option(help="fraction of attention heads to remove, ranked across layers (ViTs)")] = 0.0,
     head_dim_ratio: Annotated[float | None, typer.Option(help="pruning ratio of attention head dims, their own scope (ViTs)")] = None,
+    remove_blocks: Annotated[int, typer.Option(min=0, help="after width pruning, replace the N blocks matching --blocks with the lowest Taylor scores by identities (ConvNeXt-T-4.2G: 18)")] = 0,
+    blocks: Annotated[str | None, typer.Option(help="glob of the removable blocks for --remove-blocks, e.g. 'stages.2.blocks.*' (timm ConvNeXt)")] = None,
     threshold: Annotated[float | None, typer.Option(help="similarity threshold τ in (0,1): filters joined by an edge when mean similarity ≥ τ (similarity)")] = None,
     samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
@@ -45,6 +47,8 @@ def prune(
 
       prunecli prune deit.safetensors --method isomorphic --importance taylor --target-macs 4.2G --calib-data imagefolder:DIR --calib-batches 50 -o deit_4.2G.safetensors
 
+      prunecli prune convnext_base.safetensors --method isomorphic --target-macs 4.2G --remove-blocks 18 --blocks 'stages.2.blocks.*' --calib-data imagefolder:DIR -o convnext_4.2G.safetensors
+
       prunecli prune base.safetensors --method similarity --threshold 0.8 --samples 50 --data cifar10:DIR -o p.safetensors
 
       prunecli prune - --method l2 --ratio 0.3 -o - < a.safetensors | prunecli evaluate - --data digits
@@ -66,16 +70,19 @@ def prune(
         raise UserError(f"--max-ratio must be in (0, 1), got {max_ratio}")
     if not 0 <= head_ratio < 1 or (head_dim_ratio is not None and not 0 <= head_dim_ratio < 1):
         raise UserError("--head-ratio and --head-dim-ratio must be in [0, 1)")
+    if remove_blocks and not blocks:
+        raise UserError("--remove-blocks needs --blocks GLOB naming the removable blocks, e.g. 'stages.2.blocks.*'")
     from prunecli.pruning.run import run_prune
     from prunecli.pruning.structured import PrunePlan
 
     plan = PrunePlan(ratio=ratio, target_macs=target_macs, global_pruning=global_pruning, ignore=ignore or [],
                      round_to=round_to, max_ratio=max_ratio, seed=seed, head_ratio=head_ratio,
-                     head_dim_ratio=head_dim_ratio)
+                     head_dim_ratio=head_dim_ratio, remove_blocks=remove_blocks, blocks=blocks)
     options = {"ratio": ratio, "target_macs": target_macs, "global": global_pruning, "ignore": ignore or [],
                "round_to": round_to, "max_ratio": max_ratio, "data": data, "calib_batches": calib_batches,
                "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse, "importance": importance,
-               "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio}
+               "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio, "remove_blocks": remove_blocks,
+               "blocks": blocks}
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
                        batch_size=batch_size, options=options)
     if output != "-":

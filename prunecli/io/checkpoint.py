@@ -113,6 +113,10 @@ def load(src: str | Path, device: str = "cpu") -> Loaded:
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"corrupt tensor data: {err}") from None
     model, entry, _ = build_model(header.model.name, **header.model.kwargs)
+    if header.removed_modules:
+        from prunecli.pruning.blocks import replace_with_identity
+
+        replace_with_identity(model, header.removed_modules)
     apply_structure(model, header.structure, tensors)
     try:
         model.load_state_dict(tensors, strict=True)
@@ -177,6 +181,15 @@ def structure_diff(model, reference) -> dict[str, dict[str, Any]]:
                 value = getattr(module, attr)
                 diff.setdefault(path, {})[attr] = list(value) if isinstance(value, tuple) else value
     return diff
+
+
+def removed_modules(model, reference) -> list[str]:
+    """Paths where `model` has an identity in place of a module of the unpruned `reference`."""
+    import torch.nn as nn
+
+    ref = dict(reference.named_modules())
+    return [path for path, module in model.named_modules()
+            if isinstance(module, nn.Identity) and path in ref and not isinstance(ref[path], nn.Identity)]
 
 
 def tensors_of(model) -> dict:

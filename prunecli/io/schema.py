@@ -53,6 +53,10 @@ class Header(_Strict):
         default_factory=dict,
         description="module path → whitelisted attributes that differ from a fresh build",
     )
+    removed_modules: list[str] = Field(
+        default_factory=list,
+        description="module paths replaced by nn.Identity (blocks removed by depth pruning)",
+    )
     lineage: list[LineageEntry] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
 
@@ -76,6 +80,11 @@ class LayerMask(_Strict):
     details: dict[str, Any] | None = Field(default=None, description="method-specific facts, e.g. graph size")
 
 
+class RemovedBlock(_Strict):
+    name: str = Field(description="module path now an nn.Identity")
+    score: float = Field(description="mean over the block's parameters of mean |p·grad|")
+
+
 class MasksSidecar(_Strict):
     format: Literal["prunecli-masks"] = "prunecli-masks"
     version: Literal[1] = 1
@@ -84,6 +93,7 @@ class MasksSidecar(_Strict):
     method: str
     options: dict[str, Any]
     layers: list[LayerMask]
+    removed_blocks: list[RemovedBlock] = Field(default_factory=list)
 
 
 class Counts(_Strict):

@@ -10,7 +10,7 @@ import torch
 from prunecli.cli._output import err
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
-from prunecli.io.schema import LayerMask, MasksSidecar
+from prunecli.io.schema import LayerMask, MasksSidecar, RemovedBlock
 from prunecli.io.sidecars import write_sidecar
 from prunecli.methods import get_method
 from prunecli.models import build_model
@@ -69,7 +69,7 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
         if method.plan:
             plan = dataclasses.replace(plan, **method.plan)
         criterion = _criterion(method, options.get("importance"))
-        if criterion.needs_gradients:
+        if criterion.needs_gradients or plan.remove_blocks:
             accumulate_gradients(model, data, calib_batches, batch_size, header)
         err.print(f"pruning {header.model.name} with {method.name} "
                   f"({'global' if plan.global_pruning else 'local'}, "
@@ -81,12 +81,14 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     fresh, _, _ = build_model(header.model.name, **header.model.kwargs)
     entry = ckpt.lineage_entry("prune", {"method": method.name, **options}, loaded.sha256)
     new = header.model_copy(update={"structure": ckpt.structure_diff(pruned, fresh),
+                                    "removed_modules": ckpt.removed_modules(pruned, fresh),
                                     "lineage": [*header.lineage, entry], "metrics": {}})
     ckpt.save(pruned, out, new)
     name = Path(out).name if out != "-" else "-"
     masks = MasksSidecar(checkpoint=name, parent_sha256=loaded.sha256, method=method.name,
                          options={**options, "resolved_ratio": outcome.ratio},
-                         layers=[LayerMask.model_validate(r) for r in outcome.layers])
+                         layers=[LayerMask.model_validate(r) for r in outcome.layers],
+                         removed_blocks=[RemovedBlock.model_validate(b) for b in outcome.blocks])
     write_sidecar(out, "masks.json", masks)
     # The sidecar compares with the unpruned architecture: the input itself unless it was pruned before.
     unpruned = outcome.before if not header.structure else count(fresh, shape)
@@ -95,4 +97,5 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     before, after = outcome.before, outcome.after
     return {"output": out, "method": method.name, "ratio": outcome.ratio, "macs_before": before.macs,
             "macs_after": after.macs, "macs_ratio": before.macs / max(1, after.macs),
-            "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers)}
+            "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers),
+            **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {})}

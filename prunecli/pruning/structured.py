@@ -41,6 +41,9 @@ class PrunePlan:
     """Fraction of attention heads to remove, ranked across all attention layers."""
     head_dim_ratio: float | None = None
     """Ratio for the attention head dimensions (their own scope); None: the common ratio."""
+    remove_blocks: int = 0
+    """After width pruning, replace this many lowest-scoring blocks matching `blocks` by identities."""
+    blocks: str | None = None
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Outcome:
     after: ModelCount
     layers: list[dict]
     protected: list[str]
+    blocks: list[dict] = field(default_factory=list)
 
 
 def parse_target_macs(text: str, base_macs: int) -> int:
@@ -147,8 +151,9 @@ def _report(caught) -> None:
 
     for w in caught:
         text = " ".join(str(w.message).split())
-        if text not in _reported:
-            _reported.add(text)
+        key = " ".join(sorted(text.replace("[", " ").replace("]", " ").replace(",", " ").split()))
+        if key not in _reported:  # the same warning with its names listed in another order is a repeat
+            _reported.add(key)
             warn(f"torch-pruning: {text}")
 
 
@@ -193,12 +198,25 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
-        layers = prune_at(model, input_shape, importance_factory(seed=plan.seed), plan.ratio, plan, protected)
+        layers, blocks = _prune_width_depth(model, input_shape, importance_factory, plan.ratio, plan, protected)
         pruned, ratio = model, plan.ratio
     else:
         target = parse_target_macs(plan.target_macs, before.macs)
-        ratio, pruned, layers = _search(model, input_shape, importance_factory, target, plan, protected, on_trial)
-    return pruned, Outcome(ratio, before, count(pruned, input_shape), layers, list(protected) + plan.ignore)
+        ratio, pruned, (layers, blocks) = _search(model, input_shape, importance_factory, target, plan, protected,
+                                                  on_trial)
+    return pruned, Outcome(ratio, before, count(pruned, input_shape), layers, list(protected) + plan.ignore,
+                           blocks)
+
+
+def _prune_width_depth(model, input_shape, importance_factory, ratio, plan, protected):
+    """Channels at `ratio`, then (if asked) the least important blocks, as Isomorphic Pruning's ConvNeXt."""
+    layers = prune_at(model, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected)
+    blocks = []
+    if plan.remove_blocks:
+        from prunecli.pruning.blocks import remove_blocks
+
+        blocks = remove_blocks(model, plan.blocks or "", plan.remove_blocks, input_shape)
+    return layers, blocks
 
 
 def _trial(model, input_shape, importance_factory, ratio, plan, protected):
@@ -206,8 +224,7 @@ def _trial(model, input_shape, importance_factory, ratio, plan, protected):
     for src, dst in zip(model.parameters(), trial.parameters()):  # deepcopy drops .grad (Taylor needs it)
         if src.grad is not None:
             dst.grad = src.grad.clone()
-    layers = prune_at(trial, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected)
-    return trial, layers
+    return trial, _prune_width_depth(trial, input_shape, importance_factory, ratio, plan, protected)
 
 
 def _search(model, input_shape, importance_factory, target: int, plan, protected, on_trial, tol=0.005):
@@ -217,12 +234,12 @@ def _search(model, input_shape, importance_factory, target: int, plan, protected
     best = None
     for _ in range(20):
         mid = (lo + hi) / 2
-        pruned, layers = _trial(model, input_shape, importance_factory, mid, plan, protected)
+        pruned, records = _trial(model, input_shape, importance_factory, mid, plan, protected)
         macs = count(pruned, input_shape).macs
         if on_trial is not None:
             on_trial(mid, macs)
         if macs <= target:
-            best = (mid, pruned, layers)
+            best = (mid, pruned, records)
             hi = mid
             if (target - macs) / target <= tol:
                 break

@@ -165,3 +165,72 @@ def test_timm_resnet50_to_half_macs(tmp_path):
     assert abs(res["macs_after"] - 0.5 * res["macs_before"]) <= 0.02 * 0.5 * res["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
+
+
+def _convnext_with_grads(depths=(1, 1, 4, 1)):
+    from timm.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    model = ConvNeXt(depths=depths, dims=(8, 16, 32, 64), num_classes=4).eval()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    with torch.no_grad():  # block 2 of stage 2 gets the smallest |p·grad|, block 0 the next smallest
+        for i, scale in ((2, 1e-3), (0, 1e-2)):
+            for p in model.stages[2].blocks[i].parameters():
+                p.mul_(scale)
+    return model
+
+
+def test_remove_blocks_takes_the_lowest_taylor_scores_and_bypasses_them():
+    from prunecli.pruning.blocks import block_score, remove_blocks
+
+    model = _convnext_with_grads()
+    scores = [block_score(b) for b in model.stages[2].blocks]
+    gone = remove_blocks(model, "stages.2.blocks.*", 2, (3, 32, 32))
+    assert [g["name"] for g in gone] == ["stages.2.blocks.2", "stages.2.blocks.0"]
+    assert gone[0]["score"] == pytest.approx(min(scores))
+    assert isinstance(model.stages[2].blocks[2], torch.nn.Identity)
+    assert not isinstance(model.stages[2].blocks[1], torch.nn.Identity)
+    reference = _convnext_with_grads()  # the same model run with the two blocks skipped by hand
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = reference.stages[1](reference.stages[0](reference.stem(x)))
+        h = reference.stages[2].downsample(h)
+        for i in (1, 3):
+            h = reference.stages[2].blocks[i](h)
+        expected = reference.forward_head(reference.norm_pre(reference.stages[3](h)))
+        assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+def test_only_shape_preserving_blocks_can_be_removed():
+    from prunecli.errors import UserError
+    from prunecli.pruning.blocks import candidates, remove_blocks, shape_preserving
+
+    model = _convnext_with_grads()
+    names = candidates(model, "stages.*")
+    assert names == ["stages.0", "stages.1", "stages.2", "stages.3"]
+    assert shape_preserving(model, names, (3, 32, 32)) == ["stages.0"]  # the others downsample
+    with pytest.raises(UserError, match="only 1 blocks"):
+        remove_blocks(model, "stages.*", 2, (3, 32, 32))
+    with pytest.raises(UserError, match="matches no module"):
+        remove_blocks(model, "blocks.*", 1, (3, 32, 32))
+
+
+def test_prune_with_block_removal_through_the_cli_reloads(bases, tmp_path):
+    """Width search plus depth pruning (ConvNeXt-T-4.2G style) meets the MAC target; the removed
+    block is recorded in the header and sidecar and stays removed in a fresh process."""
+    out = tmp_path / "d.safetensors"
+    r = run_cli("prune", bases["convnext_tiny_test"], "--method", "isomorphic", "--importance", "l1",
+                "--target-macs", "0.5x", "--remove-blocks", "1", "--blocks", "stages.2.blocks.*",
+                "--calib-data", DATA, "--calib-batches", "1", "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads(r.stdout)
+    assert res["removed_blocks"] == 1
+    assert abs(res["macs_after"] - 0.5 * res["macs_before"]) <= 0.02 * 0.5 * res["macs_before"]
+    assert ckpt.read_header(out.read_bytes()).removed_modules == ["stages.2.blocks.0"]
+    masks = json.loads((tmp_path / "d.masks.json").read_text())
+    assert masks["removed_blocks"][0]["name"] == "stages.2.blocks.0"
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
+    assert run_main("prune", bases["convnext_tiny_test"], "--method", "isomorphic", "--ratio", "0.2",
+                    "--remove-blocks", "1", "-o", tmp_path / "x.safetensors") == 2  # --blocks missing

@@ -46,3 +46,5 @@ def test_isomorphic_recipe_smoke(tmp_path):
         assert abs(float(row["MACs / target"]) - 1) <= 0.02
         prof = json.loads((tmp_path / target / "profile.json").read_text())
         assert abs(prof["macs"] / (0.5 * prof["compare"]["macs"]) - 1) <= 0.02
+    masks = json.loads((tmp_path / "convnext_smoke" / "pruned.masks.json").read_text())
+    assert [b["name"] for b in masks["removed_blocks"]] == ["stages.2.blocks.0"]  # depth pruning ran

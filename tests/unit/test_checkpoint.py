@@ -112,3 +112,13 @@ def test_golden_header_still_loads():
     header = ckpt.Header.model_validate_json(golden)
     assert header.structure["layer1.0.conv1"]["out_channels"] == 4
     assert header.lineage[0].command == "train" and header.model.name == "resnet_tiny"
+
+
+@pytest.mark.parametrize("path", ["forward", "__class__", "", "layer1.0.conv1.weight", "no.such.block"])
+def test_removed_modules_only_replace_existing_submodules(tmp_path, path):
+    model, _, _ = build_model("resnet_tiny", num_classes=4)
+    header = _header().model_dump()
+    header["removed_modules"] = [path]
+    target = _write(tmp_path, _file_with(json.dumps(header), ckpt.tensors_of(model)))
+    with pytest.raises(CheckpointError, match="does not have"):
+        ckpt.load(target)
