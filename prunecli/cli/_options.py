@@ -8,7 +8,7 @@ import typer
 
 Ckpt = Annotated[str, typer.Argument(help="input checkpoint (.safetensors); `-` reads stdin", show_default=False)]
 Out = Annotated[str, typer.Option("-o", "--output", help="output checkpoint; `-` writes stdout", show_default=False)]
-Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:k=v,..], cifar10:DIR, cifar100:DIR, imagefolder:DIR[?size=N] (`prunecli ls data`)")]
+Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:k=v,..], cifar10:DIR, cifar100:DIR, imagefolder:DIR[?size=N], ham10000:DIR[?size=N] (`prunecli ls data`)")]
 Json = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")]
 Seed = Annotated[int, typer.Option("--seed", help="random seed (data order, augmentation, init)")]

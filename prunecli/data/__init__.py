@@ -1,7 +1,8 @@
 """Data registry: a spec string `name[:ARG]` → a `Dataset` bundle with train/val loaders.
 
 Specs: `digits` (offline default), `synthetic[:k=v,...]`, `cifar10:DIR`, `cifar100:DIR`,
-`imagefolder:DIR`. Each family file registers a factory `fn(arg: str | None) -> Dataset`.
+`imagefolder:DIR`, `ham10000:DIR` (skin lesions, lesion-grouped split). Each family file
+registers a factory `fn(arg: str | None) -> Dataset`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class DataEntry:
     description: str
 
 
-_FAMILIES = ("digits", "synthetic", "cifar", "imagefolder")
+_FAMILIES = ("digits", "synthetic", "cifar", "imagefolder", "ham10000")
 DATASETS: Registry[DataEntry] = Registry("data", tuple(f"prunecli.data.{f}" for f in _FAMILIES))
 
 

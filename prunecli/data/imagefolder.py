@@ -34,10 +34,15 @@ def parse_spec(arg: str | None) -> tuple[Path, int]:
         key, eq, value = item.partition("=")
         if key != "size" or not eq:
             raise UserError(f"bad imagefolder option {item!r}; the only option is size=N")
-        if not value.isdigit() or not 8 <= int(value) <= 4096:
-            raise UserError(f"imagefolder size must be an integer in 8..4096, got {value!r}")
-        size = int(value)
+        size = parse_size(value, "imagefolder")
     return Path(path).expanduser(), size
+
+
+def parse_size(value: str, family: str) -> int:
+    """A `size=N` option's value: an integer in 8..4096 (shared by the file-based families)."""
+    if not value.isdigit() or not 8 <= int(value) <= 4096:
+        raise UserError(f"{family} size must be an integer in 8..4096, got {value!r}")
+    return int(value)
 
 
 def class_folders(split_dir: Path) -> list[str]:

@@ -2,7 +2,10 @@
 
 ResNet-50 (He et al., CVPR 2016), VGG-16-BN (Simonyan & Zisserman, ICLR 2015) and DenseNet-169
 (Huang et al., CVPR 2017) are the ImageNet models of the structured-pruning literature
-(e.g. DepGraph, Fang et al., CVPR 2023). Pretrained weights enter through `prunecli import`.
+(e.g. DepGraph, Fang et al., CVPR 2023); plain VGG-16 (no BN) and DenseNet-169 are the models of
+the MTP pruning report (Akhtar & Bathula 2023), on 32×32 CIFAR-100 and 224×224 HAM10000 (both
+nets end in an adaptive average pool, so any input of 32×32 or more works). Pretrained weights
+enter through `prunecli import` (the module names are torchvision's, so its state dicts load as is).
 
 The tiny variants reuse torchvision's own classes, blocks, forward and module names (so
 pruning sees the same graph patterns: Bottleneck `downsample`, the flatten before VGG's
@@ -29,6 +32,17 @@ TINY = {"input_shape": (3, 32, 32), "num_classes": 10, "tiny": True}
 )
 def tv_resnet50(num_classes: int = 1000):
     return tvm.resnet50(weights=None, num_classes=num_classes)
+
+
+@register_model(
+    "tv_vgg16",
+    family="torchvision",
+    description="torchvision VGG-16, no BatchNorm (138.4M params)",
+    protected=("classifier.6",),
+    **IMAGENET,
+)
+def tv_vgg16(num_classes: int = 1000):
+    return tvm.vgg16(weights=None, num_classes=num_classes)
 
 
 @register_model(

@@ -71,6 +71,7 @@ def test_protected_layers_are_the_classifier(name):
         ("densenet40", 1_019_722),
         # torchvision's published num_params
         ("tv_resnet50", 25_557_032),
+        ("tv_vgg16", 138_357_544),
         ("tv_vgg16_bn", 138_365_992),
         ("tv_densenet169", 14_149_480),
     ],
@@ -88,9 +89,57 @@ def test_full_size_cifar_models_forward():
 
 
 def test_imagenet_entries_declare_224_inputs():
-    for name in ("tv_resnet50", "tv_vgg16_bn", "tv_densenet169"):
+    for name in ("tv_resnet50", "tv_vgg16", "tv_vgg16_bn", "tv_densenet169"):
         entry = get_entry(name)
         assert (entry.input_shape, entry.num_classes) == ((3, 224, 224), 1000)
+
+
+@pytest.mark.parametrize(("name", "size", "classes"),
+                         [("tv_vgg16", 32, 100), ("tv_vgg16", 64, 7), ("tv_densenet169", 32, 100),
+                          ("tv_densenet169", 64, 7)])
+def test_mtp_models_forward_small_inputs(name, size, classes):
+    """The MTP report feeds torchvision VGG-16 and DenseNet-169 32×32 CIFAR-100 (and HAM10000 at any
+    size): both end in an adaptive pool, so small inputs work. Built on `meta` and materialised
+    with averaging weights: a real forward in well under a second (VGG-16's random init takes ~4 s)."""
+    model, _, _ = meta_build(name, num_classes=classes)
+    model = model.to_empty(device="cpu").eval()
+    with torch.no_grad():
+        for key, t in model.state_dict().items():  # averaging weights, unit BN: activations stay O(1)
+            unit = key.endswith(("running_var", "weight")) and t.dim() == 1
+            t.fill_(1 / t[0].numel() if t.dim() > 1 else 1 if unit else 0)
+        out = model(torch.randn(1, 3, size, size))
+    assert out.shape == (1, classes) and torch.isfinite(out).all()
+
+
+def test_tv_vgg16_state_dict_is_torchvisions():
+    """`prunecli import` of a torchvision VGG-16 state dict needs the same keys and shapes."""
+    from torchvision.models import vgg16
+
+    ours, _, _ = meta_build("tv_vgg16")
+    with torch.device("meta"):
+        theirs = vgg16(weights=None)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_import_torchvision_vgg16_state_dict(tmp_path):
+    """The full round trip through the CLI: a 528 MB .pth in, a checkpoint out (~15 s)."""
+    from torchvision.models import vgg16
+
+    from tests.conftest import run_cli
+
+    torch.manual_seed(0)
+    weights = vgg16(weights=None).state_dict()
+    torch.save(weights, tmp_path / "vgg16.pth")
+    out = tmp_path / "vgg16.safetensors"
+    res = run_cli("import", tmp_path / "vgg16.pth", "--model", "tv_vgg16", "-o", out)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    from prunecli.io import checkpoint as ckpt
+
+    loaded = ckpt.load(out)
+    assert loaded.header.model.name == "tv_vgg16" and loaded.header.num_classes == 1000
+    state = loaded.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
 
 
 def test_timm_prefix_builds_timm_test_models():
