@@ -16,6 +16,7 @@ def import_weights(
     num_classes: Annotated[int | None, typer.Option(help="classifier size (default: the model's)")] = None,
     input_size: Annotated[int | None, typer.Option(help="input resolution to record (default: the model's)")] = None,
     pretrained: Annotated[bool, typer.Option(help="use timm's published weights (needs the model hub)")] = False,
+    new_head: Annotated[bool, typer.Option(help="re-initialise the classifier for --num-classes (transfer from ImageNet weights); all other weights must fit exactly")] = False,
     json: O.Json = False,
 ) -> None:
     """Import weights from elsewhere into a self-describing checkpoint.
@@ -25,6 +26,8 @@ def import_weights(
     Examples:
 
       prunecli import resnet56_cifar10.pth --model resnet56 -o r56.safetensors
+
+      prunecli import vgg16-397923af.pth --model tv_vgg16 --num-classes 100 --input-size 32 --new-head -o vgg16_c100_init.safetensors
 
       prunecli import --model timm:deit_tiny_patch16_224 --pretrained -o deit.safetensors
     """
@@ -36,6 +39,6 @@ def import_weights(
         raise UserError("`prunecli import` needs --model and -o/--output")
     if weights is None and not pretrained:
         raise UserError("give a weights file, or --pretrained for timm's published weights")
-    result = run_import(weights, model, output, num_classes, input_size, pretrained)
+    result = run_import(weights, model, output, num_classes, input_size, pretrained, new_head)
     if output != "-":
         print_result(result, json, lambda: table("imported", ["field", "value"], [[k, v] for k, v in result.items()]))

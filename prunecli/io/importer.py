@@ -55,7 +55,7 @@ def _check_hub_reachable(model_name: str) -> None:
 
 
 def import_weights(src: str | None, model_name: str, out: str, num_classes: int | None,
-                   input_size: int | None, pretrained: bool) -> dict:
+                   input_size: int | None, pretrained: bool, new_head: bool = False) -> dict:
     from prunecli.models import build_model
 
     extra = {"pretrained": True} if pretrained else {}
@@ -69,10 +69,13 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
         raise UserError(f"could not fetch pretrained weights for {model_name}: {str(err)[:200]} "
                         "(the model hub is unreachable offline; import a local .pth instead)") from None
     kwargs.pop("pretrained", None)
+    fresh_head: list[str] = []
     if src is not None:
         state = read_state_dict(src)
+        if new_head:
+            state, fresh_head = _drop_head(model, state, entry.protected)
         try:
-            model.load_state_dict(state, strict=True)
+            model.load_state_dict(state, strict=not new_head)
         except RuntimeError as err:
             raise UserError(f"weights do not fit {model_name}: {str(err).splitlines()[0][:300]}") from None
     shape = list(entry.input_shape)
@@ -80,6 +83,24 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
         shape = [shape[0], input_size, input_size]
     header = ckpt.new_header(None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
                              input_shape=shape, num_classes=kwargs.get("num_classes"),
-                             lineage=[ckpt.lineage_entry("import", {"source": src, "pretrained": pretrained}, None)])
+                             lineage=[ckpt.lineage_entry("import", {"source": src, "pretrained": pretrained,
+                                                                   "new_head": fresh_head}, None)])
     ckpt.save(model, out, header)
-    return {"output": out, "model": model_name, "tensors": len(model.state_dict())}
+    return {"output": out, "model": model_name, "tensors": len(model.state_dict()),
+            **({"new_head": ", ".join(fresh_head)} if new_head else {})}
+
+
+def _drop_head(model, state: dict, protected: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Leave the classifier (the entry's protected layers) freshly initialised; everything else
+    must still load exactly: only the head's keys may be missing from or differ in `state`."""
+    own = model.state_dict()
+    head = [k for k in own if any(k == p or k.startswith(p + ".") for p in protected)]
+    if not head:
+        raise UserError("--new-head: this model declares no classifier layer to re-initialise")
+    kept = {k: v for k, v in state.items() if k not in head}
+    missing = sorted(set(own) - set(kept) - set(head))
+    unexpected = sorted(set(kept) - set(own))
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise UserError(f"--new-head: the weights do not fit outside the classifier ({what})")
+    return kept, sorted({k.rpartition(".")[0] for k in head})
