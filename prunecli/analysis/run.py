@@ -39,6 +39,10 @@ ANALYSES: dict[str, Analysis] = {
         "prunecli.analysis.similarity", needs_data=True,
         options=("data", "samples", "thresholds", "batch_size", "device", "plot"),
     ),
+    "cka": Analysis(
+        "prunecli.analysis.cka", needs_data=True,
+        options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot"),
+    ),
 }
 
 
@@ -56,6 +60,10 @@ class AnalysisOptions:
     samples: int = 100
     thresholds: tuple[float, ...] = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
     plot: str | None = None
+    compare: str | None = None
+    """A second checkpoint whose layers are compared with the analysed one's (cka)."""
+    layers: tuple[str, ...] = ()
+    """fnmatch patterns on module names (cka; empty: every Conv2d/Linear)."""
 
 
 def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:
@@ -101,7 +109,7 @@ def run_analysis(src: str, method_name: str, opts: AnalysisOptions, out: str = "
     loaded = ckpt.load(src)
     results = importlib.import_module(analysis.module).analyze(loaded, opts)
     chosen = {k: v for k, v in asdict(opts).items() if k in analysis.options}
-    for key in ("ratios", "thresholds"):
+    for key in ("ratios", "thresholds", "layers"):
         if key in chosen:
             chosen[key] = list(chosen[key])
     report = {

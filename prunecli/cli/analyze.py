@@ -1,4 +1,4 @@
-"""`prunecli analyze`: per-layer filter-norm statistics or pruning sensitivity of a checkpoint."""
+"""`prunecli analyze`: per-layer statistics, pruning sensitivity, similarity or CKA of a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from prunecli.cli import _options as O
 
 def analyze(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity or similarity (`prunecli ls methods`)")] = "magnitude",
-    data: Annotated[str | None, typer.Option("--data", help="validation data for sensitivity: digits, synthetic[:..], cifar10:DIR, ...")] = None,
+    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity, similarity or cka (`prunecli ls methods`)")] = "magnitude",
+    data: Annotated[str | None, typer.Option("--data", help="validation data (sensitivity, cka; training images for similarity): digits, synthetic[:..], cifar10:DIR, ...")] = None,
     ratios: Annotated[str, typer.Option("--ratios", help="comma-separated per-layer pruning ratios in (0,1) (sensitivity)")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
-    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="evaluate on at most N validation batches per trial (default: all)")] = None,
+    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="use at most N validation batches (per trial for sensitivity; cka) (default: all)")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     thresholds: Annotated[str, typer.Option("--thresholds", help="comma-separated similarity thresholds τ to sweep (similarity)")] = "0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95",
-    plot: Annotated[str | None, typer.Option("--plot", help="PNG: kept filters and MACs vs τ (similarity)")] = None,
+    plot: Annotated[str | None, typer.Option("--plot", help="PNG: kept filters and MACs vs τ (similarity); CKA heatmap (cka)")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="second checkpoint: CKA of A's layers against its layers (cka; default: A against itself)")] = None,
+    layers: Annotated[list[str] | None, typer.Option("--layers", help="glob on module names, repeatable (cka; default: every Conv2d/Linear)")] = None,
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
@@ -37,6 +39,15 @@ def analyze(
     similarity-graph rule keeps, its edges and degree histogram, and the model's MACs and
     params; --plot draws kept-vs-τ and MACs-vs-τ. `prune --reuse REPORT` reuses it.
 
+    cka (Kornblith et al. ICML 2019; Nguyen et al. ICLR 2021): linear minibatch CKA with
+    the unbiased HSIC estimator between every pair of layers of the checkpoint (A against
+    itself) or, with --compare B, of A's layers against B's (e.g. one-shot vs iterative
+    pruned copies); a matrix of len(A layers) × len(B layers) over the validation split of
+    --data. --layers GLOB (repeatable) picks the layers of each model (default: every
+    Conv2d/Linear); --plot draws the heatmap. The estimator is averaged over batches, so
+    --batch-size changes it slightly (the paper used 8 or 16); a final batch of fewer than
+    4 examples is dropped. --max-batches limits the batches.
+
     The report (JSON, format "prunecli-analysis") goes to -o; with a file, a summary
     table is printed on stdout (the report itself with --json).
 
@@ -49,13 +60,16 @@ def analyze(
       prunecli analyze r56.safetensors --method sensitivity --data cifar10:DIR --max-batches 10 --json -o sens.json
 
       prunecli analyze r56.safetensors --method similarity --data cifar10:DIR --samples 50 -o sim.json --plot sim.png
+
+      prunecli analyze oneshot.safetensors --method cka --compare iterative.safetensors --data cifar100:DIR --batch-size 16 --layers 'features.*' -o cka.json --plot cka.png
     """
     from prunecli.analysis.run import AnalysisOptions, parse_ratios, resolve, run_analysis, summary
     from prunecli.cli._output import print_result
 
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
                            batch_size=batch_size, device=device, samples=samples,
-                           thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot)
+                           thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot,
+                           compare=compare, layers=tuple(layers or ()))
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

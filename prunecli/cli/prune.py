@@ -27,7 +27,21 @@ def prune(
     threshold: Annotated[float | None, typer.Option(help="similarity threshold τ in (0,1): filters joined by an edge when mean similarity ≥ τ (similarity)")] = None,
     samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
-    data: Annotated[str | None, typer.Option("--data", "--calib-data", help="data for methods that look at it: calibration batches (taylor), feature maps (similarity)")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="fraction of the prunable weights to zero (l1-unstructured)")] = None,
+    schedule: Annotated[str, typer.Option(help="oneshot, iterative (cumulative sparsity += --step, fine-tune each) or layerwise (one layer/block at a time) (l1-unstructured)")] = "oneshot",
+    step: Annotated[float, typer.Option(help="iterative: cumulative sparsity added per step")] = 0.1,
+    unit: Annotated[str, typer.Option(help="layerwise: layer (each Conv/Linear) or block (first two name parts, e.g. features.denseblock1)")] = "layer",
+    include_bn: Annotated[bool, typer.Option(help="also zero BatchNorm weights γ (the MTP report's DenseNet)")] = False,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="fine-tuning epochs after each step (l1-unstructured)")] = 10,
+    total_finetune_epochs: Annotated[int | None, typer.Option(min=0, help="one epoch budget spread over all steps (equal-budget comparisons); replaces --finetune-epochs")] = None,
+    snapshots: Annotated[str | None, typer.Option(help="folder: write a checkpoint with sidecars after every step")] = None,
+    lr: Annotated[float, typer.Option(help="fine-tuning learning rate between steps (l1-unstructured)")] = 1e-3,
+    optimizer: O.Optimizer = "sgd",
+    momentum: O.Momentum = 0.9,
+    weight_decay: O.WeightDecay = 5e-4,
+    lr_schedule: Annotated[str, typer.Option(help="fine-tuning LR schedule within each step: constant, cosine or step")] = "constant",
+    device: O.Device = "auto",
+    data: Annotated[str | None, typer.Option("--data", "--calib-data", help="data for methods that look at it: calibration batches (taylor), feature maps (similarity), fine-tuning (l1-unstructured)")] = None,
     calib_batches: Annotated[int, typer.Option(min=1, help="calibration batches (taylor)")] = 8,
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
@@ -51,6 +65,8 @@ def prune(
 
       prunecli prune base.safetensors --method similarity --threshold 0.8 --samples 50 --data cifar10:DIR -o p.safetensors
 
+      prunecli prune vgg.safetensors --method l1-unstructured --sparsity 0.8 --schedule iterative --data cifar100:DIR --finetune-epochs 10 --snapshots steps/ -o p.safetensors
+
       prunecli prune - --method l2 --ratio 0.3 -o - < a.safetensors | prunecli evaluate - --data digits
     """
     from prunecli.cli._output import print_result, table
@@ -60,6 +76,10 @@ def prune(
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
     from prunecli.methods import get_method
 
+    if get_method(method).kind == "unstructured":
+        return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
+    if sparsity is not None:
+        raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
     if get_method(method, kind="structured").decide is not None:
         _check_decided(method, ratio, target_macs, threshold, data, reuse)
     elif (ratio is None) == (target_macs is None):
@@ -100,3 +120,38 @@ def _check_decided(method: str, ratio, target_macs, threshold, data, reuse) -> N
         raise UserError(f"--method {method} needs --threshold in (0, 1), got {threshold}")
     if not data and not reuse:
         raise UserError(f"--method {method} needs --data SPEC (feature maps) or --reuse REPORT")
+
+
+_UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
+                 "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
+                 "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json")
+
+
+def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
+                  total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
+                  data, batch_size, seed, ignore, json) -> None:
+    """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
+    from prunecli.cli._output import print_result, table
+    from prunecli.engine.config import make_config
+    from prunecli.errors import UserError
+
+    if sparsity is None or not 0 < sparsity < 1:
+        raise UserError(f"--method {method} needs --sparsity in (0, 1), got {sparsity}")
+    if not 0 < step < 1:
+        raise UserError(f"--step must be in (0, 1), got {step}")
+    from prunecli.pruning.run import run_unstructured
+    from prunecli.pruning.unstructured import SparsePlan
+
+    plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=step, unit=unit, include_bn=include_bn,
+                      ignore=ignore or [], finetune_epochs=finetune_epochs,
+                      total_finetune_epochs=total_finetune_epochs)
+    cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed)
+    options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
+               "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,
+               "ignore": ignore or [], "data": data, "seed": seed, **cfg.model_dump(exclude={"epochs"})}
+    result = run_unstructured(checkpoint, output, method, plan, data=data, cfg=cfg, device=device,
+                              snapshots=snapshots, options=options)
+    if output != "-":
+        print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
+                                                 [[k, v] for k, v in result.items()]))

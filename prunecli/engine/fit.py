@@ -47,13 +47,20 @@ def load_state(path: Path) -> dict:
 
 def fit(
     model, dataset, cfg: TrainConfig, device: str, out: str, save: Callable[[dict], None],
-    teacher=None, resume_state: dict | None = None, stop_after: int | None = None,
+    teacher=None, resume_state: dict | None = None, stop_after: int | None = None, masks: dict | None = None,
 ) -> dict:
-    """Train `model` in place; `save(metrics)` writes the checkpoint after each epoch."""
+    """Train `model` in place; `save(metrics)` writes the checkpoint after each epoch.
+
+    `masks` ({parameter name: bool tensor}) are unstructured pruning masks kept at zero.
+    """
     train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     val_loader = dataset.loader("val", max(cfg.batch_size, 256), workers=cfg.workers)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
+    if masks:
+        from prunecli.pruning.sparse import MaskKeeper
+
+        MaskKeeper(model, masks).attach(optimizer)
     start = 0
     if resume_state is not None:
         if resume_state["config"] != cfg.model_dump():

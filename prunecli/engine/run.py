@@ -33,6 +33,20 @@ def data_ref(dataset) -> DataRef:
     return DataRef(spec=dataset.spec, num_classes=dataset.num_classes, mean=list(dataset.mean), std=list(dataset.std))
 
 
+def sparse_masks(model, header: Header) -> dict | None:
+    """The unstructured pruning masks a checkpoint's zeros encode, so training keeps them zero."""
+    if not header.sparse_params:
+        return None
+    from prunecli.pruning.sparse import masks_from_zeros
+
+    masks = masks_from_zeros(model, header.sparse_params)
+    zeros = sum(int((~m).sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    err.print(f"keeping the {zeros:,} pruned weights ({zeros / max(1, total):.1%} of {len(masks)} sparse "
+              "tensors) at zero")
+    return masks
+
+
 def _saver(model, out: str, header: Header):
     def save(metrics: dict[str, Any]) -> None:
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -75,7 +89,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     model.to(device)
     err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
     metrics = fit(model, dataset, cfg, device, out, _saver(model, out, header), resume_state=state,
-                  stop_after=stop_after)
+                  stop_after=stop_after, masks=sparse_masks(model, header))
     return metrics
 
 
@@ -105,7 +119,8 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher
         model.set_distilled_training(True)
     try:
-        return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model)
+        return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model,
+                   masks=sparse_masks(model, header))
     finally:
         if distilled:
             model.set_distilled_training(False)

@@ -53,6 +53,10 @@ class Header(_Strict):
         default_factory=dict,
         description="module path → whitelisted attributes that differ from a fresh build",
     )
+    sparse_params: list[str] = Field(
+        default_factory=list,
+        description="parameters whose zeros are an unstructured pruning mask: training keeps them zero",
+    )
     removed_modules: list[str] = Field(
         default_factory=list,
         description="module paths replaced by nn.Identity (blocks removed by depth pruning)",
@@ -85,6 +89,25 @@ class RemovedBlock(_Strict):
     score: float = Field(description="mean over the block's parameters of mean |p·grad|")
 
 
+class LayerSparsity(_Strict):
+    name: str = Field(description="parameter name, e.g. features.0.weight")
+    kind: str = Field(description="module type, e.g. Conv2d")
+    numel: int
+    zeros: int
+    sparsity: float
+
+
+class SparseStep(_Strict):
+    step: int
+    unit: str = Field(description="what this step pruned: all (global) or a layer/block name")
+    target: float = Field(description="sparsity asked of the pruned weights after this step")
+    amount_of_alive: float = Field(description="fraction of the still-nonzero weights removed by this step")
+    sparsity: float = Field(description="sparsity of all prunable weights after this step")
+    finetune_epochs: int
+    val_top1: float | None = None
+    snapshot: str | None = None
+
+
 class MasksSidecar(_Strict):
     format: Literal["prunecli-masks"] = "prunecli-masks"
     version: Literal[1] = 1
@@ -94,6 +117,9 @@ class MasksSidecar(_Strict):
     options: dict[str, Any]
     layers: list[LayerMask]
     removed_blocks: list[RemovedBlock] = Field(default_factory=list)
+    sparsity: float | None = Field(default=None, description="unstructured: zeros / numel over the prunable weights")
+    sparse_layers: list[LayerSparsity] = Field(default_factory=list)
+    steps: list[SparseStep] = Field(default_factory=list)
 
 
 class Counts(_Strict):
@@ -120,6 +146,9 @@ class FlopsSidecar(_Strict):
     after: Counts
     ratio: dict[str, float] = Field(description="before / after, for macs and params")
     layers: list[LayerFlops]
+    sparse_after: Counts | None = Field(
+        default=None, description="after, counting only nonzero weights: the work a sparse kernel would do "
+        "(dense kernels still do `after`)")
     latency: dict[str, Any] | None = Field(default=None, description="measured by `prunecli profile`")
 
 

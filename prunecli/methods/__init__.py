@@ -17,7 +17,7 @@ from prunecli.registry import Registry
 @dataclass(frozen=True)
 class Method:
     name: str
-    kind: str  # "structured" (prune) or "analysis" (analyze)
+    kind: str  # "structured" or "unstructured" (prune), or "analysis" (analyze)
     paper: str
     description: str
     importance: Callable[..., Any] | None = None
@@ -32,7 +32,7 @@ class Method:
     layer themselves (no ratio): deleted indices and facts per deciding conv."""
 
 
-_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic")
+_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka")
 METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 
@@ -46,7 +46,7 @@ def get_method(name: str, kind: str | None = None) -> Method:
     if kind is not None and method.kind != kind:
         from prunecli.errors import UserError
 
-        verb = "prune" if method.kind == "structured" else "analyze"
+        verb = "analyze" if method.kind == "analysis" else "prune"
         raise UserError(f"method {name!r} is a {method.kind} method; use it with `prunecli {verb}`")
     return method
 

@@ -55,6 +55,7 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
     from prunecli.io import checkpoint as ckpt
     from prunecli.profiling.counts import count
     from prunecli.profiling.latency import measure_latency_many, peak_memory
+    from prunecli.pruning.sparse import sparse_counts
 
     loaded = [ckpt.load(src) for src in srcs]
     shapes = [list(item.header.input_shape) for item in loaded]
@@ -64,11 +65,17 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
     results = []
     for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
         counted = count(item.model, shape)
+        nonzero, sparse_macs = sparse_counts(item.model, counted)
         memory = [peak_memory(item.model, shape, b, device) for b in batch_sizes]
         result: dict[str, Any] = {
             "checkpoint": src, "model": item.header.model.name, "sha256": item.sha256, "input_shape": shape,
-            "macs": counted.macs, "params": counted.params, "latency": latency, "memory": memory,
+            "macs": counted.macs, "params": counted.params, "nonzero_params": nonzero, "sparse_macs": sparse_macs,
+            "latency": latency, "memory": memory,
         }
+        if nonzero < 0.99 * counted.params:
+            result["note"] = (f"{1 - nonzero / counted.params:.1%} of the weights are zeros: dense kernels still "
+                              "compute them, so latency and memory do not improve; sparse MACs are the work a "
+                              "sparse kernel would do")
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
         result["sidecar"] = (write_flops(src, item, counted, latency, memory, device, runs, warmup)
@@ -92,7 +99,11 @@ def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> 
                         Path(src).name)
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
-    doc = type(doc).model_validate({**doc.model_dump(), "latency": measured})  # validated before writing
+    from prunecli.pruning.sparse import sparse_counts
+
+    nonzero, sparse_macs = sparse_counts(loaded.model, counted)
+    sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
+    doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     path = write_sidecar(src, "flops.json", doc)
     return str(path) if path else None
 
@@ -146,6 +157,11 @@ def render(result: dict[str, Any]):
 
     rows = [row("params", [human(m["params"]) for m in models], r and f"{r['params']:.2f}x"),
             row("MACs", [human(m["macs"]) for m in models], r and f"{r['macs']:.2f}x")]
+    if any("note" in m for m in models):  # unstructured sparsity: what a sparse kernel would do
+        rows += [row("nonzero params", [human(m["nonzero_params"]) for m in models],
+                     r and f"{models[1]['nonzero_params'] / max(1, models[0]['nonzero_params']):.2f}x"),
+                 row("sparse MACs", [human(m["sparse_macs"]) for m in models],
+                     r and f"{models[1]['sparse_macs'] / max(1, models[0]['sparse_macs']):.2f}x")]
     for i, batch in enumerate(result["settings"]["batch_sizes"]):
         speedup = r["speedup"][str(batch)] if r else None
         rows += [
@@ -158,6 +174,7 @@ def render(result: dict[str, Any]):
     s = result["settings"]
     title = f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, median of {s['runs']} runs)"
     parts = [table(title, ["", *names, *(["other / this"] if r else [])], rows)]  # latency ratio = speedup
+    parts += [f"[yellow]note ({Path(m['checkpoint']).name}): {m['note']}[/]" for m in models if "note" in m]
     if "layers" in result:
         parts.append(_layer_table(result, other))
     return Group(*parts)

@@ -99,3 +99,77 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
             "macs_after": after.macs, "macs_ratio": before.macs / max(1, after.macs),
             "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers),
             **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {})}
+
+
+def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | None, cfg, device: str,
+                     snapshots: str | None, options: dict) -> dict:
+    """Unstructured pruning by a schedule (`pruning.unstructured`), fine-tuning between steps."""
+    from prunecli.engine.fit import fit
+    from prunecli.engine.run import data_for
+    from prunecli.pruning.unstructured import epochs_per_step, plan_steps, run_schedule
+    from prunecli.utils.runtime import resolve_device, seed_everything
+
+    method = get_method(method_name)
+    loaded = ckpt.load(src)
+    model, header = loaded.model, loaded.header
+    needs_data = any(epochs_per_step(plan, len(plan_steps(model, plan))))
+    if needs_data and not data:
+        raise UserError("fine-tuning between pruning steps needs --data SPEC (or --finetune-epochs 0)")
+    if snapshots and not Path(snapshots).is_dir():
+        raise UserError(f"--snapshots folder does not exist: {snapshots}")
+    dataset = data_for(header, data) if needs_data else None
+    device = resolve_device(device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    dense = count(model, header.input_shape, device)
+    lineage = [*header.lineage, ckpt.lineage_entry("prune", {"method": method.name, **options}, loaded.sha256)]
+
+    def finetune(epochs: int, masks: dict) -> dict:
+        step_cfg = cfg.model_copy(update={"epochs": epochs})
+        return fit(model, dataset, step_cfg, device, "-", lambda metrics: None, masks=masks)
+
+    def write(path: str, names: list[str], steps: list[dict], metrics: dict) -> None:
+        new = header.model_copy(update={"sparse_params": sorted(set(header.sparse_params) | set(names)),
+                                        "lineage": lineage, "metrics": metrics})
+        ckpt.save(model, path, new)
+        _sparse_sidecars(model, path, method.name, options, loaded.sha256, names, steps, dense, header.input_shape,
+                         device)
+
+    def snapshot(i: int, record: dict, names: list[str]) -> str | None:
+        if not snapshots:
+            return None
+        path = str(Path(snapshots) / f"step{i:02d}-{record['unit']}-s{record['sparsity']:.3f}.safetensors")
+        write(path, names, [], _numeric(record))
+        return path
+
+    steps, names = run_schedule(model, plan, finetune, snapshot, log=err.print)
+    last = steps[-1]
+    write(out, names, steps, _numeric(last))
+    from prunecli.pruning.sparse import sparse_counts, sparsity_rows
+
+    nonzero, sparse_macs = sparse_counts(model, dense)
+    return {"output": out, "method": method.name, "schedule": plan.schedule, "sparsity": sparsity_rows(model, names)[1],
+            "steps": len(steps), "finetune_epochs": sum(s["finetune_epochs"] for s in steps),
+            "val_top1": last["val_top1"], "params": dense.params, "nonzero_params": nonzero, "macs": dense.macs,
+            "sparse_macs": sparse_macs}
+
+
+def _numeric(record: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in record.items() if k in ("sparsity", "val_top1") and v is not None}
+
+
+def _sparse_sidecars(model, out, method, options, parent, names, steps, dense, shape, device) -> None:
+    """`.masks.json` with per-tensor sparsity and the steps; `.flops.json` with sparse counts."""
+    from prunecli.io.schema import Counts, LayerSparsity, SparseStep
+    from prunecli.pruning.sparse import sparse_counts, sparsity_rows
+
+    rows, total = sparsity_rows(model, names)
+    name = Path(out).name if out != "-" else "-"
+    masks = MasksSidecar(checkpoint=name, parent_sha256=parent, method=method, options=options, layers=[],
+                         sparsity=total, sparse_layers=[LayerSparsity.model_validate(r) for r in rows],
+                         steps=[SparseStep.model_validate(s) for s in steps])
+    write_sidecar(out, "masks.json", masks)
+    nonzero, sparse_macs = sparse_counts(model, dense)
+    flops = flops_sidecar(dense, count(model, shape, device), shape, name)
+    flops = flops.model_copy(update={"sparse_after": Counts(macs=sparse_macs, params=nonzero)})
+    write_sidecar(out, "flops.json", flops)

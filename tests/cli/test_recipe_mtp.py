@@ -1,0 +1,40 @@
+"""`make -C recipes/mtp-layer-similarity SMOKE=1`: the MTP chain on tiny models (~1.5 min).
+
+train → evaluate → prune --method l1-unstructured (oneshot, iterative, layerwise) → evaluate →
+analyze --method cka (self and between schedules) → collect.py, as the real run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.cli.test_recipe_isomorphic import is_pct, table_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_mtp_recipe_smoke(tmp_path):
+    prunecli = shutil.which("prunecli", path=str(Path(sys.executable).parent))
+    assert prunecli, "prunecli console script not installed beside this python"
+    res = subprocess.run(["make", "-C", str(ROOT / "recipes" / "mtp-layer-similarity"), "SMOKE=1", f"OUT={tmp_path}",
+                          f"PRUNECLI={prunecli}", f"PYTHON={sys.executable}"], capture_output=True, timeout=900)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    md = (tmp_path / "results.md").read_text()
+    acc, cka = md.split("## CKA")
+    rows = table_rows(acc)
+    assert {(r["pair"], r["schedule"]) for r in rows} == {
+        (p, k) for p in ("vgg_smoke", "densenet_smoke") for k in ("oneshot", "iterative", "layerwise")}
+    for r in rows:
+        assert abs(float(r["sparsity reached"]) - 0.8) < 1e-3
+        assert is_pct(r["top-1 ours"]) and r["top-1 report"] == "—"
+    epochs = {(r["pair"], r["schedule"]): int(r["FT epochs"]) for r in rows}
+    assert epochs[("vgg_smoke", "iterative")] == 8 and epochs[("vgg_smoke", "oneshot")] == 1
+    assert len(table_rows(cka)) == 6
+    steps = json.loads((tmp_path / "densenet_smoke" / "layerwise_0.8.masks.json").read_text())["steps"]
+    assert steps[0]["unit"] == "features.conv0" and steps[-1]["unit"] == "classifier"
+    assert len(list((tmp_path / "vgg_smoke" / "iterative_0.8.steps").glob("*.safetensors"))) == 8
+    assert (tmp_path / "vgg_smoke" / "cka_0.8_oneshot-iterative.cka.png").read_bytes()[:4] == b"\x89PNG"
