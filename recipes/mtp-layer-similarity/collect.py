@@ -39,9 +39,10 @@ def pct(x: float | None) -> str:
 
 
 def off_diagonal_mean(matrix: list[list[float]]) -> float:
-    """Mean CKA between different layers of one model: high = features alike across depth."""
+    """Mean CKA between different layers of one model: high = features alike across depth.
+    Layers whose output was all zero (null in the report: CKA undefined) are left out."""
     n = len(matrix)
-    values = [matrix[i][j] for i in range(n) for j in range(n) if i != j]
+    values = [matrix[i][j] for i in range(n) for j in range(n) if i != j and matrix[i][j] is not None]
     return sum(values) / max(1, len(values))
 
 

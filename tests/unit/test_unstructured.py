@@ -150,3 +150,14 @@ def test_bad_schedule_and_ignore():
         plan_steps(_vgg(), SparsePlan(sparsity=0.5, schedule="gradual"))
     with pytest.raises(UserError, match="--ignore"):
         plan_steps(_vgg(), SparsePlan(sparsity=0.5, ignore=["nothing.*"]))
+
+
+def test_densenet169_has_the_reports_nine_blocks():
+    import torchvision
+
+    with torch.device("meta"):  # names only: no weight initialisation
+        model = torchvision.models.densenet169(weights=None, num_classes=100)
+    blocks = [name for name, _ in units(prunable_modules(model, include_bn=True), "block")]
+    assert blocks == ["features.conv0", "features.denseblock1", "features.transition1", "features.denseblock2",
+                      "features.transition2", "features.denseblock3", "features.transition3",
+                      "features.denseblock4", "classifier"]
