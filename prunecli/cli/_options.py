@@ -18,7 +18,7 @@ Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
-Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov), adam (coupled L2) or adamw (decoupled decay)")]
+Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov)")]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay")]
 Schedule = Annotated[str, typer.Option(help="cosine, step or constant")]

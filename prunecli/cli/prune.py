@@ -11,7 +11,7 @@ from prunecli.cli import _options as O
 
 def prune(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="l1, l2, taylor, random, isomorphic, similarity (`prunecli ls methods`)")] = "l1",
+    method: Annotated[str, typer.Option("--method", help="l1, l2, taylor, random, isomorphic, similarity, zero-groups, l1-unstructured (`prunecli ls methods`)")] = "l1",
     output: O.Out = "",
     ratio: Annotated[float | None, typer.Option(help="channel pruning ratio in (0,1) (Torch-Pruning's pruning_ratio)")] = None,
     target_macs: Annotated[str | None, typer.Option(help="MAC budget: 2.5G, 300M, or a factor of the model's MACs (0.5x); the ratio is searched")] = None,
@@ -24,7 +24,7 @@ def prune(
     head_dim_ratio: Annotated[float | None, typer.Option(help="pruning ratio of attention head dims, their own scope (ViTs)")] = None,
     remove_blocks: Annotated[int, typer.Option(min=0, help="after width pruning, replace the N blocks matching --blocks with the lowest Taylor scores by identities (ConvNeXt-T-4.2G: 18)")] = 0,
     blocks: Annotated[str | None, typer.Option(help="glob of the removable blocks for --remove-blocks, e.g. 'stages.2.blocks.*' (timm ConvNeXt)")] = None,
-    threshold: Annotated[float | None, typer.Option(help="similarity threshold τ in (0,1): filters joined by an edge when mean similarity ≥ τ (similarity)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="similarity: τ in (0,1), filters joined by an edge when mean similarity ≥ τ; zero-groups: filter-norm threshold (1e-6)")] = None,
     samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
     sparsity: Annotated[float | None, typer.Option(help="fraction of the prunable weights to zero (l1-unstructured)")] = None,
@@ -67,6 +67,8 @@ def prune(
 
       prunecli prune vgg.safetensors --method l1-unstructured --sparsity 0.8 --schedule iterative --data cifar100:DIR --finetune-epochs 10 --snapshots steps/ -o p.safetensors
 
+      prunecli prune search.safetensors --method zero-groups --threshold 1e-6 -o compact.safetensors
+
       prunecli prune - --method l2 --ratio 0.3 -o - < a.safetensors | prunecli evaluate - --data digits
     """
     from prunecli.cli._output import print_result, table
@@ -80,8 +82,9 @@ def prune(
         return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
-    if get_method(method, kind="structured").decide is not None:
-        _check_decided(method, ratio, target_macs, threshold, data, reuse)
+    chosen = get_method(method, kind="structured")
+    if chosen.decide is not None:
+        _check_decided(method, ratio, target_macs, threshold, data or reuse or not chosen.decide_needs_data)
     elif (ratio is None) == (target_macs is None):
         raise UserError("give exactly one of --ratio or --target-macs")
     if ratio is not None and not 0 < ratio < 1:
@@ -110,15 +113,15 @@ def prune(
                                                  [[k, v] for k, v in result.items()]))
 
 
-def _check_decided(method: str, ratio, target_macs, threshold, data, reuse) -> None:
-    """Methods that pick channels themselves take --threshold, and --data or --reuse."""
+def _check_decided(method: str, ratio, target_macs, threshold, has_input) -> None:
+    """Methods that pick channels themselves take --threshold (and --data or --reuse if they look at data)."""
     from prunecli.errors import UserError
 
     if ratio is not None or target_macs is not None:
         raise UserError(f"--method {method} sets no ratio: τ decides (use --threshold, not --ratio/--target-macs)")
     if threshold is None or not 0 < threshold < 1:
         raise UserError(f"--method {method} needs --threshold in (0, 1), got {threshold}")
-    if not data and not reuse:
+    if not has_input:
         raise UserError(f"--method {method} needs --data SPEC (feature maps) or --reuse REPORT")
 
 

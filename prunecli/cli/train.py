@@ -31,6 +31,13 @@ def train(
     init: Annotated[str | None, typer.Option(help="start from this checkpoint's weights instead of --model")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from OUTPUT and its .state.pt")] = False,
     stop_after: Annotated[int | None, typer.Option(help="stop after N epochs in this run (job time limits); continue with --resume")] = None,
+    mu: Annotated[float, typer.Option(min=0.0, help="group-sparsity strength μ: Σ μ_g‖W_g‖₂ over output filters (--optimizer proxsgd; GSparsity 0.02–0.1)")] = 0.0,
+    group_sparsity: Annotated[str, typer.Option(help="the groups μ acts on: filters (each output filter of a conv)")] = "filters",
+    normalization: Annotated[str, typer.Option(help="μ per filter: div μ/√(C_in·k²) (GSparsity), mul μ·√(C_in·k²), none")] = "div",
+    prunable: Annotated[str, typer.Option(help="regularised convs: conv12 (conv1/conv2 in residual blocks, GSparsity) or all")] = "conv12",
+    mu_scale: Annotated[list[str] | None, typer.Option(help="GLOB=FACTOR: multiply μ for matching layers (repeatable; GSparsity: 'layer2.*=2' 'layer3.*=2')")] = None,
+    prox_snap: Annotated[bool, typer.Option(help="set a filter whose prox output is 0 to exactly 0 (--no-prox-snap: the reference's convex step, zeros only approached)")] = True,
+    bn_recalibrate: Annotated[int | None, typer.Option(min=0, help="after each epoch recompute BatchNorm statistics on N train batches (default: 50 with proxsgd, whose abrupt zeros leave them stale; else 0)")] = None,
     json: O.Json = False,
 ) -> None:
     """Train a model and write a self-describing checkpoint.
@@ -43,20 +50,32 @@ def train(
       prunecli train --model resnet20 --data digits --epochs 10 -o base.safetensors
 
       prunecli train --model resnet56 --data cifar10:~/data/cifar-10-batches-py --epochs 160 --schedule step --step-size 80 -o r56.safetensors
+
+      prunecli train --init r50.safetensors --data imagefolder:DIR --optimizer proxsgd --lr 1e-3 --mu 0.05 --mu-scale 'layer2.*=2' --mu-scale 'layer3.*=2' --schedule step --step-size 30 --epochs 90 -o search.safetensors
+
+    With --optimizer proxsgd (GSparsity's search; Yang et al. ICLR 2020) each epoch also reports
+    the fraction of zero filter groups and the MACs that `prune --method zero-groups` would leave.
     """
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
-    from prunecli.engine.config import make_config, parse_milestones
+    from prunecli.engine.config import make_config, parse_milestones, parse_scales
     from prunecli.errors import UserError
 
     if not output:
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
     if not model and not init:
         raise UserError("missing --model (see `prunecli ls models`) or --init CKPT")
+    if mu > 0 and optimizer != "proxsgd":
+        raise UserError("--mu needs --optimizer proxsgd (the proximal step is what makes groups zero)")
+    if group_sparsity != "filters":
+        raise UserError(f"--group-sparsity {group_sparsity!r}: only filters is supported")
     cfg = make_config(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-                  weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
-        milestones=parse_milestones(milestones),
-                      warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers)
+                      weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
+                      milestones=parse_milestones(milestones), warmup_epochs=warmup_epochs,
+                      label_smoothing=label_smoothing, seed=seed, workers=workers, mu=mu,
+                      normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
+                      prox_snap=prox_snap,
+                      bn_recalibrate=(50 if optimizer == "proxsgd" else 0) if bn_recalibrate is None else bn_recalibrate)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

@@ -13,7 +13,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(30, ge=0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(0.1, gt=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw", "proxsgd"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
@@ -29,6 +29,13 @@ class TrainConfig(BaseModel):
     kd_alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; CE gets 1-alpha")
     kd_temperature: float = Field(4.0, gt=0)
     distill: Literal["soft", "hard"] = "soft"
+    # group sparsity (GSparsity search: --optimizer proxsgd)
+    mu: float = Field(0.0, ge=0, description="group-sparsity strength μ (proxsgd)")
+    normalization: Literal["div", "mul", "none"] = "div"
+    prunable: Literal["conv12", "all"] = "conv12"
+    mu_scale: dict[str, float] = Field(default_factory=dict, description="layer glob → factor on μ")
+    prox_snap: bool = True
+    bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
 
 
 def make_config(**kwargs) -> TrainConfig:
@@ -57,3 +64,20 @@ def parse_milestones(text: str | None) -> list[int]:
     if not values or any(v < 1 for v in values) or values != sorted(set(values)):
         raise UserError(f"--milestones {text!r}: expected increasing positive epochs like 80,120")
     return values
+
+
+def parse_scales(items: list[str]) -> dict[str, float]:
+    """`['layer2.*=2', 'layer3.*=2']` → {'layer2.*': 2.0, 'layer3.*': 2.0} (--mu-scale)."""
+    from prunecli.errors import UserError
+
+    out = {}
+    for item in items:
+        glob, eq, value = item.rpartition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if not eq or not glob or factor < 0:
+            raise UserError(f"--mu-scale {item!r}: expected GLOB=FACTOR, e.g. 'layer2.*=2'")
+        out[glob] = factor
+    return out

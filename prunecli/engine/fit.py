@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from prunecli.cli._output import err, progress
 from prunecli.engine.config import TrainConfig
-from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, train_one_epoch
+from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, recalibrate_bn, train_one_epoch
 from prunecli.engine.optim import make_optimizer, make_scheduler
 from prunecli.errors import UserError
 from prunecli.io import atomic
@@ -48,10 +48,12 @@ def load_state(path: Path) -> dict:
 def fit(
     model, dataset, cfg: TrainConfig, device: str, out: str, save: Callable[[dict], None],
     teacher=None, resume_state: dict | None = None, stop_after: int | None = None, masks: dict | None = None,
+    on_epoch: Callable[[torch.nn.Module], dict] | None = None,
 ) -> dict:
     """Train `model` in place; `save(metrics)` writes the checkpoint after each epoch.
 
-    `masks` ({parameter name: bool tensor}) are unstructured pruning masks kept at zero.
+    `masks` ({parameter name: bool tensor}) are unstructured pruning masks kept at zero;
+    `on_epoch(model)` adds numbers to each epoch's metrics and log line (e.g. a sparsity search).
     """
     train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     val_loader = dataset.loader("val", max(cfg.batch_size, 256), workers=cfg.workers)
@@ -88,12 +90,18 @@ def fit(
                 on_step=lambda: bar.advance(task),
             )
             secs = time.perf_counter() - t0
+            if cfg.bn_recalibrate:
+                recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
+                               cfg.bn_recalibrate, device)
             val = evaluate(model, val_loader, device)
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": val["top1"],
                        "val_top5": val["top5"], "val_loss": val["loss"], "images_per_s": seen / secs}
+            extra = on_epoch(model) if on_epoch is not None else {}
+            metrics.update(extra)
             err.print(
                 f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  val top1 {val['top1']:.2f}%"
                 f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
+                + "".join(f"  {k} {v:.4g}" for k, v in extra.items())
             )
             if out != "-":
                 save(metrics)

@@ -83,3 +83,32 @@ def evaluate(model, loader, device: str, on_step=None) -> dict[str, float]:
             on_step()
     n = max(1, n)
     return {"top1": 100 * float(top1) / n, "top5": 100 * float(top5) / n, "loss": float(loss) / n, "samples": n}
+
+
+@torch.no_grad()
+def recalibrate_bn(model, loader, batches: int, device: str) -> None:
+    """Recompute BatchNorm running statistics as plain averages over `batches` training batches.
+
+    After a search that zeroes filters abruptly (ProxSGD), the running statistics lag the
+    weights and evaluation-mode accuracy collapses although the model itself is fine;
+    fresh statistics fix that without touching a weight.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    if not bns or batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    was = model.training
+    model.train()
+    try:
+        for i, (x, _) in enumerate(loader):
+            if i >= batches:
+                break
+            model(x.to(device, non_blocking=True))
+    finally:
+        model.train(was)
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum

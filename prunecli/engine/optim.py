@@ -9,7 +9,11 @@ import torch
 from prunecli.engine.config import TrainConfig
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, protected: tuple[str, ...] = ()) -> torch.optim.Optimizer:
+    if cfg.optimizer == "proxsgd":  # GSparsity's search: group soft-thresholding of output filters
+        from prunecli.engine.proxsgd import ProxSGD, param_groups
+
+        return ProxSGD(param_groups(model, cfg, protected), lr=cfg.lr, rho=cfg.momentum, snap=cfg.prox_snap)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -88,8 +88,13 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
     model.to(device)
     err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
+    on_epoch = None
+    if cfg.optimizer == "proxsgd":
+        from prunecli.engine.proxsgd import search_status
+
+        on_epoch = search_status(header, cfg)
     metrics = fit(model, dataset, cfg, device, out, _saver(model, out, header), resume_state=state,
-                  stop_after=stop_after, masks=sparse_masks(model, header))
+                  stop_after=stop_after, masks=sparse_masks(model, header), on_epoch=on_epoch)
     return metrics
 
 

@@ -30,9 +30,13 @@ class Method:
     decide: Callable[..., Any] | None = None
     """`decide(loaded, options) -> (removed, details)` for methods that choose the channels of each
     layer themselves (no ratio): deleted indices and facts per deciding conv."""
+    decide_needs_data: bool = True
+    """`decide` looks at data (--data or --reuse); zero-groups only reads the weights."""
+    check_output: bool = False
+    """The pruned model should compute what the input did: `prune` measures the difference."""
 
 
-_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka")
+_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka", "zero_groups")
 METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 

@@ -14,7 +14,7 @@ from prunecli.io.schema import LayerMask, MasksSidecar, RemovedBlock
 from prunecli.io.sidecars import write_sidecar
 from prunecli.methods import get_method
 from prunecli.models import build_model
-from prunecli.profiling.counts import count, flops_sidecar
+from prunecli.profiling.counts import count, example_input, flops_sidecar
 from prunecli.pruning.structured import Outcome, PrunePlan, prune, prune_indices
 
 
@@ -37,14 +37,30 @@ def accumulate_gradients(model, data_spec: str | None, batches: int, batch_size:
 def _decided(method, loaded, options: dict) -> tuple:
     """Methods that choose each layer's channels themselves (e.g. the similarity graph)."""
     model, shape = loaded.model, loaded.header.input_shape
-    source = f"reusing {options['reuse']}" if options.get("reuse") else f"{options['samples']} samples of {options['data']}"
+    if not method.decide_needs_data:
+        source = "weights only"
+    elif options.get("reuse"):
+        source = f"reusing {options['reuse']}"
+    else:
+        source = f"{options['samples']} samples of {options['data']}"
     err.print(f"pruning {loaded.header.model.name} with {method.name} (τ={options['threshold']}, {source})")
+    probe = reference = None
+    if method.check_output:
+        probe = example_input(shape, batch=4)
+        with torch.no_grad():
+            reference = model.eval()(probe)
     removed, details = method.decide(loaded, options)
     before = count(model, shape)
     layers = prune_indices(model, shape, removed, details)
     total = sum(layer["channels_before"] for layer in layers) or 1
     ratio = sum(len(layer["removed"]) for layer in layers) / total
-    return model, Outcome(ratio, before, count(model, shape), layers, list(loaded.entry.protected))
+    outcome = Outcome(ratio, before, count(model, shape), layers, list(loaded.entry.protected))
+    if probe is not None:
+        with torch.no_grad():
+            diff = (model.eval()(probe) - reference).abs().max().item()
+        outcome.output_diff = {"max_output_diff": diff, "output_scale": reference.abs().max().item()}
+        err.print(f"largest output change on a probe batch: {diff:.3g} (outputs up to {reference.abs().max():.3g})")
+    return model, outcome
 
 
 def _criterion(method, importance: str | None):
@@ -98,7 +114,7 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     return {"output": out, "method": method.name, "ratio": outcome.ratio, "macs_before": before.macs,
             "macs_after": after.macs, "macs_ratio": before.macs / max(1, after.macs),
             "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers),
-            **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {})}
+            **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {}), **outcome.output_diff}
 
 
 def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | None, cfg, device: str,

@@ -54,6 +54,7 @@ class Outcome:
     layers: list[dict]
     protected: list[str]
     blocks: list[dict] = field(default_factory=list)
+    output_diff: dict = field(default_factory=dict)
 
 
 def parse_target_macs(text: str, base_macs: int) -> int:

@@ -1,0 +1,147 @@
+"""Zero-group removal: turn a group-sparse model (after a ProxSGD search) into a smaller dense one.
+
+Chatzimichailidis, Zela, Keuper, Yang, "GSparsity", AutoML-Conf 2022; our spec
+`shared/research/seeds-mbdl-gsparsity.md` §2.4 and gotcha 6. A channel goes when every
+Conv/Linear filter that produces it (all members of its Torch-Pruning group, e.g. every conv
+feeding one residual channel) has ‖W_f‖₂ < `--threshold` (1e-6 as the paper); Torch-Pruning
+removes the coupled BN entries and the consumers' input columns.
+
+A zero filter does not output zero after BatchNorm: it outputs the constant β − γμ/σ, and
+ReLU of it still reaches the next layer. Removing the channel would drop that constant, so
+before removal we measure, on a probe batch, each consumer's input on the removed channels
+(a constant) and fold `const · ΣW[:, c]` into the consumer's bias, or into the running mean of
+the BatchNorm right after it. This is exact for 1×1 consumers and Linear layers, and for the
+interior pixels of padded k×k convolutions; at image borders the zero padding meets the
+constant only partly, so a small difference remains there. `prune` reports the largest output
+difference it measured (`max_output_diff`) so the choice is visible. A layer whose filters are
+all zero keeps one (zero) channel; the paper's ResNet-50 code drops the whole residual branch
+then, which saves that branch's remaining MACs too.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from prunecli.methods import Method, register_method
+
+
+def _filters(module: nn.Module, idxs: list[int]) -> torch.Tensor:
+    """‖W_f‖₂ of the given output filters (bias excluded: the paper groups weights only)."""
+    return module.weight.detach()[idxs].flatten(1).norm(dim=1)
+
+
+def zero_channels(model: nn.Module, input_shape, protected: tuple[str, ...], threshold: float):
+    """{root conv name: removable channels}, and per root the (consumer, input indices) to fold."""
+    import torch_pruning as tp
+
+    from prunecli.pruning.structured import _graph, protected_modules
+
+    graph = _graph(model, input_shape)
+    names = {m: n for n, m in model.named_modules()}
+    ignored = protected_modules(model, protected, [])
+    removed, consumers = {}, {}
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+        root = group[0].dep.target.module
+        candidates = (_filters(root, list(range(root.out_channels))) < threshold).nonzero().flatten().tolist()
+        keep = _all_producers_zero(graph, root, candidates, threshold) if candidates else []
+        if len(keep) == root.out_channels:  # a layer needs one channel; a zero one computes the same
+            keep = keep[:-1]
+        if not keep:
+            continue
+        cut = graph.get_pruning_group(root, tp.prune_conv_out_channels, keep)
+        removed[names[root]] = keep
+        consumers[names[root]] = [(d.target.module, [int(i) for i in idxs]) for d, idxs in cut
+                                  if graph.is_in_channel_pruning_fn(d.handler)
+                                  and isinstance(d.target.module, nn.Conv2d | nn.Linear)]
+    return removed, consumers, graph
+
+
+def _all_producers_zero(graph, root: nn.Module, candidates: list[int], threshold: float) -> list[int]:
+    """The candidates for which every filter coupled to them (e.g. all convs adding into one
+    residual channel) is below the threshold too."""
+    import torch_pruning as tp
+
+    mask = torch.ones(len(candidates), dtype=torch.bool)
+    for dep, idxs in graph.get_pruning_group(root, tp.prune_conv_out_channels, candidates):
+        module = dep.target.module
+        if not (graph.is_out_channel_pruning_fn(dep.handler) and isinstance(module, nn.Conv2d | nn.Linear)):
+            continue
+        below = _filters(module, [int(i) for i in idxs]) < threshold
+        mask &= below if len(below) == len(candidates) else torch.full_like(mask, bool(below.all()))
+    return [c for c, ok in zip(candidates, mask.tolist()) if ok]
+
+
+def fold_constants(model: nn.Module, input_shape, consumers: dict, graph) -> list[str]:
+    """Fold each removed channel's constant input into its consumers (see the module docstring).
+
+    Returns the names of consumers it could not fold into (no bias and no BatchNorm after them).
+    """
+    from prunecli.profiling.counts import example_input
+
+    wanted = {}
+    for pairs in consumers.values():
+        for module, idxs in pairs:
+            wanted.setdefault(module, set()).update(idxs)
+    seen: dict[nn.Module, torch.Tensor] = {}
+
+    def hook(module, inputs):
+        x = inputs[0].detach()
+        seen[module] = x.mean(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 2 else x.mean(0)
+
+    handles = [m.register_forward_pre_hook(hook) for m in wanted]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input(input_shape, batch=4))
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    names = {m: n for n, m in model.named_modules()}
+    unfolded = []
+    with torch.no_grad():
+        for module, idxs in wanted.items():
+            idxs = sorted(idxs)
+            const = seen[module][idxs]
+            w = module.weight[:, idxs]
+            delta = (w.flatten(2).sum(2) if w.dim() > 2 else w) @ const
+            if not bool(delta.abs().max() > 0):
+                continue
+            if module.bias is not None:
+                module.bias += delta
+            elif (bn := _batchnorm_after(module, graph)) is not None:
+                bn.running_mean -= delta
+            else:
+                unfolded.append(names[module])
+    return unfolded
+
+
+def _batchnorm_after(module: nn.Module, graph):
+    node = graph.module2node.get(module)
+    for out in node.outputs if node is not None else []:
+        if isinstance(out.module, nn.modules.batchnorm._BatchNorm):
+            return out.module
+    return None
+
+
+def decide(loaded, options: dict) -> tuple[dict, dict]:
+    """Channels whose producing filters are all below `options['threshold']`, constants folded."""
+    from prunecli.cli._output import warn
+
+    model, shape = loaded.model, loaded.header.input_shape
+    removed, consumers, graph = zero_channels(model, shape, loaded.entry.protected, options["threshold"])
+    unfolded = fold_constants(model, shape, consumers, graph)
+    if unfolded:
+        warn(f"cannot fold the removed channels' constant output into {', '.join(unfolded[:3])} "
+             "(no bias, no BatchNorm after it): the compact model's output differs")
+    details = {root: {"threshold": options["threshold"], "zero_channels": len(idxs)} for root, idxs in removed.items()}
+    return removed, details
+
+
+register_method(Method(
+    "zero-groups", "structured", "Chatzimichailidis et al. AutoML-Conf 2022 (GSparsity)",
+    "remove channels whose filters a group-sparse search zeroed (--threshold 1e-6), constants folded",
+    decide=decide, decide_needs_data=False, check_output=True,
+))
