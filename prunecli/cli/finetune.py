@@ -29,6 +29,9 @@ def finetune(
     distill: Annotated[str, typer.Option(help="soft: (1-α)·CE + α·T²·KL; hard: (1-α)·CE + α·CE(teacher argmax), DeiT's dist token trained on the teacher")] = "soft",
     kd_alpha: Annotated[float, typer.Option(help="distillation weight α")] = 0.5,
     kd_temperature: Annotated[float, typer.Option(help="KD temperature T")] = 4.0,
+    strategy: Annotated[str, typer.Option(help="reconstruction: supervised (ground truth), distill (the --teacher's reconstructions, no ground truth) or selfsup (measurements only: ‖Ax̂−y‖₁ + rotation equivariance)")] = "supervised",
+    loss: Annotated[str, typer.Option(help="reconstruction loss: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse")] = "auto",
+    select: Annotated[str, typer.Option(help="which epoch to keep: last, or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; no ground truth)")] = "last",
     seed: O.Seed = 0,
     device: O.Device = "auto",
     workers: O.Workers = 0,
@@ -45,6 +48,12 @@ def finetune(
       prunecli finetune pruned.safetensors --data digits --epochs 5 -o ft.safetensors
 
       prunecli finetune pruned.safetensors --data cifar10:DIR --teacher base.safetensors --kd-alpha 0.7 -o ft.safetensors
+
+      prunecli finetune deq_p40.safetensors --data fastmri:DIR --strategy selfsup --optimizer adam --lr 1e-5 --select val_dc -o deq_ss.safetensors
+
+    Reconstruction models (MBDL, Park et al.): --strategy supervised | distill (with --teacher)
+    | selfsup; distill and selfsup never read the ground truth (background from the coil maps,
+    selection by --select val_dc).
     """
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
@@ -58,7 +67,8 @@ def finetune(
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
         milestones=parse_milestones(milestones),
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
-        kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill,
+        kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
+        select=select,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

@@ -16,6 +16,9 @@ def profile(
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated batch sizes to time")] = "1,64",
     runs: Annotated[int, typer.Option("--runs", help="timed forward passes per batch size (the median is reported)")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", help="untimed passes before timing")] = 5,
+    data: Annotated[str | None, typer.Option("--data", help="time on real validation samples of this data (e.g. MRI slices) instead of random inputs")] = None,
+    tol: Annotated[float | None, typer.Option(help="solver tolerance for fixed-point models (DEQ); default: the strictest of the compared models, for both")] = None,
+    own_tol: Annotated[bool, typer.Option(help="keep each checkpoint's own solver tolerance instead of one for both")] = False,
     device: O.Device = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
@@ -41,12 +44,17 @@ def profile(
       prunecli profile pruned.safetensors --per-layer --batch-sizes 1,32,256 --device cpu --threads 4
 
       prunecli prune base.safetensors --method l1 --ratio 0.5 -o - | prunecli profile - --json
+
+      prunecli profile deq_p40.safetensors --compare deq.safetensors --data phantom --batch-sizes 1
+
+    Fixed-point models (DEQ) also report their solver iterations; both models run at one
+    tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
     """
     from prunecli.cli._output import print_result
     from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
 
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
-        device=device, threads=threads, per_layer=per_layer,
+        device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
     )
     print_result(result, json, lambda: render(result))

@@ -1,8 +1,10 @@
 """Data registry: a spec string `name[:ARG]` → a `Dataset` bundle with train/val loaders.
 
 Specs: `digits` (offline default), `synthetic[:k=v,...]`, `cifar10:DIR`, `cifar100:DIR`,
-`imagefolder:DIR`, `ham10000:DIR` (skin lesions, lesion-grouped split). Each family file
-registers a factory `fn(arg: str | None) -> Dataset`.
+`imagefolder:DIR`, `ham10000:DIR` (skin lesions, lesion-grouped split), and for multi-coil MRI
+reconstruction (task "reconstruction", prunecli/data/mri.py) `phantom[:k=v,...]` (offline
+simulated phantoms) and `fastmri:DIR[?k=v&...]` (fastMRI brain multi-coil, split by file).
+Each family file registers a factory `fn(arg: str | None) -> Dataset`.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DataEntry:
     description: str
 
 
-_FAMILIES = ("digits", "synthetic", "cifar", "imagefolder", "ham10000")
+_FAMILIES = ("digits", "synthetic", "cifar", "imagefolder", "ham10000", "mri")
 DATASETS: Registry[DataEntry] = Registry("data", tuple(f"prunecli.data.{f}" for f in _FAMILIES))
 
 

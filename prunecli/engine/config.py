@@ -35,6 +35,10 @@ class TrainConfig(BaseModel):
     prunable: Literal["conv12", "all"] = "conv12"
     mu_scale: dict[str, float] = Field(default_factory=dict, description="layer glob → factor on μ")
     prox_snap: bool = True
+    # reconstruction (MRI) fine-tuning
+    strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
+    loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
+    select: Literal["last", "val_dc"] = "last"
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
 
 

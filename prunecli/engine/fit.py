@@ -56,7 +56,8 @@ def fit(
     `on_epoch(model)` adds numbers to each epoch's metrics and log line (e.g. a sparsity search).
     """
     train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
-    val_loader = dataset.loader("val", max(cfg.batch_size, 256), workers=cfg.workers)
+    recon = dataset.task == "reconstruction"
+    val_loader = dataset.loader("val", cfg.batch_size if recon else max(cfg.batch_size, 256), workers=cfg.workers)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
     if masks:
@@ -72,7 +73,8 @@ def fit(
         torch.set_rng_state(resume_state["rng"])
         start = resume_state["epoch"]
         err.print(f"resuming at epoch {start + 1}/{cfg.epochs}")
-    loss_fn = _loss(cfg, teacher)
+    loss_fn = _recon_loss(cfg) if recon else _loss(cfg, teacher)
+    best = float("inf")
     state_path = sidecar_path(out, "state.pt") if out != "-" else None
     metrics: dict = {}
     done = 0
@@ -93,23 +95,44 @@ def fit(
             if cfg.bn_recalibrate:
                 recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
                                cfg.bn_recalibrate, device)
-            val = evaluate(model, val_loader, device)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": val["top1"],
-                       "val_top5": val["top5"], "val_loss": val["loss"], "images_per_s": seen / secs}
+            val, summary = _validate(model, val_loader, device, cfg, recon)
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()
+                                                                       if k != "samples"},
+                       "images_per_s": seen / secs}
             extra = on_epoch(model) if on_epoch is not None else {}
             metrics.update(extra)
             err.print(
-                f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  val top1 {val['top1']:.2f}%"
+                f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  {summary}"
                 f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
                 + "".join(f"  {k} {v:.4g}" for k, v in extra.items())
             )
             if out != "-":
-                save(metrics)
+                if cfg.select == "last" or metrics["val_dc"] < best:  # val_dc: measurement-domain selection
+                    best = metrics.get("val_dc", best)
+                    save(metrics)
                 _save_state(state_path, epoch + 1, cfg, optimizer, scheduler)
             done += 1
     if out == "-" or cfg.epochs == 0:
         save(metrics)
     return metrics
+
+
+def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool) -> tuple[dict, str]:
+    """Validation numbers and their log text. Ground-truth-free strategies see only `dc`."""
+    if not recon:
+        val = evaluate(model, loader, device)
+        return {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"]}, f"val top1 {val['top1']:.2f}%"
+    from prunecli.engine import recon as R
+
+    val = R.evaluate(model, loader, device, ground_truth=cfg.strategy == "supervised")
+    text = f"val dc {val['dc']:.4g}" + (f"  psnr {val['psnr']:.2f}  ssim {val['ssim']:.4f}" if "psnr" in val else "")
+    return val, text
+
+
+def _recon_loss(cfg: TrainConfig):
+    from prunecli.engine.recon import ReconLoss
+
+    return ReconLoss(cfg.strategy, cfg.loss)
 
 
 def _loss(cfg: TrainConfig, teacher):

@@ -44,9 +44,13 @@ def train_one_epoch(
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
+        t_logits = None
         if teacher is not None:
             with torch.no_grad():
                 t_logits = teacher(x)
+        if getattr(loss_fn, "full", False):  # reconstruction strategies also see the input and the model
+            loss = loss_fn(logits, y, t_logits, x, model)
+        elif teacher is not None:
             loss = loss_fn(logits, y, t_logits)
         else:
             loss = loss_fn(logits, y)

@@ -13,6 +13,10 @@ from prunecli.io.sidecars import sidecar_path
 
 
 def check_classes(header: Header, dataset) -> None:
+    """The data must be of the model's task, and (classification) of its class count."""
+    if header.task != dataset.task:
+        raise UserError(f"data {dataset.spec!r} is for {dataset.task} but the checkpoint's model does "
+                        f"{header.task}")
     if header.num_classes is not None and header.num_classes != dataset.num_classes:
         raise UserError(
             f"data {dataset.spec!r} has {dataset.num_classes} classes but the checkpoint's model "
@@ -27,6 +31,13 @@ def data_for(header: Header, data_spec: str):
     dataset = build_data(data_spec)
     check_classes(header, dataset)
     return dataset
+
+
+def resolve_loss(cfg: TrainConfig, model_name: str) -> TrainConfig:
+    """`--loss auto`: SmoothL1 for the DEQ, 1−SSIM for the VarNets (MBDL §1.4)."""
+    if cfg.loss != "auto":
+        return cfg
+    return cfg.model_copy(update={"loss": "smoothl1" if model_name.startswith("deq") else "ssim"})
 
 
 def data_ref(dataset) -> DataRef:
@@ -73,10 +84,13 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
         check_classes(loaded.header, dataset)
         model, header_base, parent_sha = loaded.model, loaded.header, loaded.sha256
     else:
-        model, entry, kwargs = build_model(model_name, num_classes=dataset.num_classes)
+        classes = dataset.num_classes if dataset.task == "classification" else None
+        model, entry, kwargs = build_model(model_name, num_classes=classes)
+        if entry.task != dataset.task:
+            raise UserError(f"model {model_name!r} does {entry.task} but data {dataset.spec!r} is for {dataset.task}")
         header_base = ckpt.new_header(
             None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
-            input_shape=list(dataset.input_shape), num_classes=dataset.num_classes,
+            input_shape=list(dataset.input_shape), num_classes=classes,
         )
     state = None
     if resume:
@@ -87,6 +101,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     entry_ = ckpt.lineage_entry("train", options or cfg.model_dump(), parent_sha)
     header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
     model.to(device)
+    cfg = resolve_loss(cfg, header.model.name)
     err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
     on_epoch = None
     if cfg.optimizer == "proxsgd":
@@ -110,6 +125,10 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     seed_everything(cfg.seed)
     loaded = ckpt.load(src)
     check_classes(loaded.header, dataset)
+    if loaded.header.task == "reconstruction" and (cfg.strategy == "distill") != (teacher is not None):
+        raise UserError("--strategy distill needs --teacher (the unpruned model), and only it takes one")
+    if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
+        raise UserError(f"--strategy {cfg.strategy} is for reconstruction models; use --teacher for distillation")
     teacher_model = None
     if teacher is not None:
         t = ckpt.load(teacher, device=device)
@@ -120,6 +139,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
     header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
     model = loaded.model.to(device)
+    cfg = resolve_loss(cfg, loaded.header.model.name)
     distilled = teacher_model is not None and cfg.distill == "hard" and hasattr(model, "set_distilled_training")
     if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher
         model.set_distilled_training(True)
@@ -160,6 +180,8 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     loader = dataset.loader(split, batch_size, workers=workers)
     from prunecli.cli._output import progress
 
+    if loaded.header.task == "reconstruction":
+        from prunecli.engine.recon import evaluate as eval_loop  # noqa: F811  PSNR/SSIM/NMSE
     with progress() as bar:
         task = bar.add_task(f"evaluate {split}", total=len(loader), status="")
         result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task))

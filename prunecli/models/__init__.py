@@ -26,12 +26,13 @@ class ModelEntry:
     input_shape: tuple[int, ...] = (3, 32, 32)
     num_classes: int = 10
     protected: tuple[str, ...] = ("fc",)
-    """Module names pruning must not remove output channels from (e.g. the classifier)."""
+    """Module names (or globs, e.g. `cascades.*.final_conv`) pruning must not remove output
+    channels from: the classifier, a reconstruction net's 2-channel output convs."""
     defaults: dict[str, Any] = field(default_factory=dict)
     tiny: bool = False
 
 
-_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision_zoo", "timm_zoo")
+_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision_zoo", "timm_zoo", "mri")
 MODELS: Registry[ModelEntry] = Registry("model", tuple(f"prunecli.models.{f}" for f in _FAMILIES))
 
 
@@ -60,7 +61,7 @@ def list_models() -> list[ModelEntry]:
 def build_model(name: str, **kwargs: Any):
     """Build a registered model; `kwargs` override the entry's defaults (None values are dropped)."""
     entry = get_entry(name)
-    args = {"num_classes": entry.num_classes, **entry.defaults}
+    args = {"num_classes": entry.num_classes, **entry.defaults} if entry.task == "classification" else dict(entry.defaults)
     args.update({k: v for k, v in kwargs.items() if v is not None})
     try:
         model = entry.builder(**args)

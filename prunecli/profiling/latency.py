@@ -62,11 +62,13 @@ def measure_latency(model, input_shape, batch_sizes, device: str = "cpu", warmup
 
 
 def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu", warmup: int = 5,
-                         runs: int = 20) -> list[list[dict[str, Any]]]:
+                         runs: int = 20, inputs=None) -> list[list[dict[str, Any]]]:
     """Latency rows for several models, their timed runs interleaved (A, B, A, B, …).
 
     On a shared, noisy machine a burst of load then hits every model alike, so the ratio of
-    two medians (the speedup `profile --compare` reports) stays honest.
+    two medians (the speedup `profile --compare` reports) stays honest. `inputs` (a tensor of
+    real samples, e.g. MRI slices) replaces the random inputs: an iterative solver's run time
+    depends on what it solves.
     """
     import torch
 
@@ -78,7 +80,8 @@ def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu",
     rows: list[list[dict[str, Any]]] = [[] for _ in models]
     try:
         for batch in batch_sizes:
-            xs = [torch.randn(batch, *shape, device=device) for shape in input_shapes]
+            xs = [torch.randn(batch, *shape, device=device) if inputs is None
+                  else _take(inputs, batch).to(device) for shape in input_shapes]
             for model, x in zip(models, xs):
                 time_forward(model, x, device, warmup, 0)
             times: list[list[float]] = [[] for _ in models]
@@ -93,6 +96,14 @@ def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu",
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows
+
+
+def _take(inputs, batch: int):
+    """`batch` samples from `inputs`, cycling when there are fewer."""
+    import torch
+
+    reps = -(-batch // len(inputs))
+    return torch.cat([inputs] * reps)[:batch]
 
 
 def peak_memory(model, input_shape, batch: int, device: str = "cpu") -> dict[str, Any]:

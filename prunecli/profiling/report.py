@@ -48,7 +48,8 @@ def device_name(device: str) -> str:
 
 
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
-                 per_layer: bool) -> list[dict[str, Any]]:
+                 per_layer: bool, data: str | None = None, tol: float | None = None,
+                 own_tol: bool = False) -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.cli._output import err
@@ -61,7 +62,10 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
     shapes = [list(item.header.input_shape) for item in loaded]
     err.print(f"timing {' and '.join(srcs)} on {device}: batch sizes {batch_sizes}, "
               f"{warmup} warm-up + {runs} timed runs{' (interleaved)' if len(srcs) > 1 else ''}")
-    latencies = measure_latency_many([item.model for item in loaded], shapes, batch_sizes, device, warmup, runs)
+    solver_tol = same_tolerance([item.model for item in loaded], tol, own_tol)
+    inputs = data_inputs(data, loaded[0].header, max(batch_sizes)) if data else None
+    latencies = measure_latency_many([item.model for item in loaded], shapes, batch_sizes, device, warmup, runs,
+                                     inputs=inputs)
     results = []
     for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
         counted = count(item.model, shape)
@@ -76,12 +80,53 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
             result["note"] = (f"{1 - nonzero / counted.params:.1%} of the weights are zeros: dense kernels still "
                               "compute them, so latency and memory do not improve; sparse MACs are the work a "
                               "sparse kernel would do")
+        if hasattr(item.model, "last_iterations"):  # an iterative solver: speed = network × iterations
+            result["solver"] = solver_report(item.model, inputs, shape, device, solver_tol)
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
         result["sidecar"] = (write_flops(src, item, counted, latency, memory, device, runs, warmup)
                              if i == 0 else None)
         results.append(result)
     return results
+
+
+def same_tolerance(models, tol: float | None, own_tol: bool) -> float | None:
+    """Give every solver model one tolerance (`--tol`, else the strictest of theirs), so a speed-up
+    from fewer iterations is not mistaken for one from a smaller network; `own_tol` keeps each's."""
+    tols = [m.tol for m in models if hasattr(m, "tol")]
+    if not tols or own_tol:
+        return None
+    chosen = tol if tol is not None else min(tols)
+    for m in models:
+        if hasattr(m, "tol"):
+            m.tol = chosen
+    return chosen
+
+
+def solver_report(model, inputs, shape, device: str, tol: float | None) -> dict[str, Any]:
+    """Iterations of the model's fixed-point solver on one sample (the data's first, or random)."""
+    import torch
+
+    x = inputs[:1] if inputs is not None else torch.randn(1, *shape)
+    with torch.inference_mode():
+        model.to(device).eval()(x.to(device))
+    return {"tol": model.tol, "max_iter": getattr(model, "max_iter", None),
+            "iterations": int(model.last_iterations), "same_tolerance": tol is not None}
+
+
+def data_inputs(spec: str, header, count: int):
+    """Up to `count` validation samples of `spec` (inputs only), for timing on real data."""
+    import torch
+
+    from prunecli.engine.run import data_for
+
+    xs, n = [], 0
+    for x, _ in data_for(header, spec).loader("val", min(count, 64)):
+        xs.append(x)
+        n += len(x)
+        if n >= count:
+            break
+    return torch.cat(xs)[:count]
 
 
 def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> str | None:
@@ -120,7 +165,8 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
-                        warmup: int, device: str, threads: int | None, per_layer: bool) -> dict[str, Any]:
+                        warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
+                        tol: float | None = None, own_tol: bool = False) -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
     import torch
@@ -131,7 +177,7 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     if threads is not None:
         torch.set_num_threads(threads)
     results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer)
+                           per_layer, data, tol, own_tol)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}
@@ -171,6 +217,9 @@ def render(result: dict[str, Any]):
             row("  images/s", [m["latency"][i]["images_per_s"] for m in models]),
             row("  peak memory (MB)", [m["memory"][i]["total_bytes"] / 2**20 for m in models]),
         ]
+    if any("solver" in m for m in models):
+        rows.append(row("solver iterations (tol)", [f"{m['solver']['iterations']} ({m['solver']['tol']:.0e})"
+                                                    if "solver" in m else "" for m in models]))
     s = result["settings"]
     title = f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, median of {s['runs']} runs)"
     parts = [table(title, ["", *names, *(["other / this"] if r else [])], rows)]  # latency ratio = speedup

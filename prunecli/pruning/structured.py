@@ -74,7 +74,7 @@ def parse_target_macs(text: str, base_macs: int) -> int:
 def protected_modules(model: nn.Module, protected: tuple[str, ...], patterns: list[str]) -> list[nn.Module]:
     """Modules whose output channels are kept: the entry's head plus `--ignore` glob patterns."""
     named = dict(model.named_modules())
-    out = [named[n] for n in protected if n in named]
+    out = [m for n, m in named.items() if n and any(n == p or fnmatch.fnmatchcase(n, p) for p in protected)]
     for pat in patterns:
         hits = [m for n, m in named.items() if n and fnmatch.fnmatchcase(n, pat)]
         if not hits:
@@ -124,13 +124,16 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
     scores: dict[nn.Module, torch.Tensor] = {}
-    for group in pruner.step(interactive=True):
-        root = group[0].dep.target.module
-        for mod, idxs in _cut_layers(group, pruner.DG, before):
-            removed.setdefault(mod, []).extend(idxs)
-            if root in recorder.scores:
-                scores[mod] = recorder.scores[root]
-        group.prune()
+    with warnings.catch_warnings(record=True) as caught:  # TP also warns while stepping (shape inference)
+        warnings.simplefilter("always")
+        for group in pruner.step(interactive=True):
+            root = group[0].dep.target.module
+            for mod, idxs in _cut_layers(group, pruner.DG, before):
+                removed.setdefault(mod, []).extend(idxs)
+                if root in recorder.scores:
+                    scores[mod] = recorder.scores[root]
+            group.prune()
+    _report(caught)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
 

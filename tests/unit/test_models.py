@@ -13,8 +13,8 @@ import torch.nn as nn
 from prunecli.errors import UserError
 from prunecli.models import build_model, get_entry, list_models
 
-TINY = sorted(e.name for e in list_models() if e.tiny)
-ALL = sorted(e.name for e in list_models())
+TINY = sorted(e.name for e in list_models() if e.tiny and e.task == "classification")
+ALL = sorted(e.name for e in list_models() if e.task == "classification")  # MRI nets: test_mri_models.py
 
 
 def n_params(model: nn.Module) -> int:
@@ -28,7 +28,7 @@ def meta_build(name: str, **kwargs):
 
 def test_every_family_has_a_tiny_model():
     families = {e.family for e in list_models()}
-    assert families == {"cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision", "timm"}
+    assert families == {"cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision", "timm", "mri"}
     assert families == {e.family for e in list_models() if e.tiny}
 
 
