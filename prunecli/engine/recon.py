@@ -6,7 +6,7 @@ measurements (`prunecli.mri.pack`), target the ground-truth image [B,2,H,W]. The
 - distill ("school"): the same loss against the frozen unpruned teacher's reconstruction;
 - selfsup: measurement consistency ‖A x̂ − y‖₁ plus the rotation-equivariance terms of REI
   (Chen et al. 2022): x₂ = rotate_g(x̂), S₂ = rotate_g(S), x₃ = f(A_{S₂}ᴴ… y₂ = A_{S₂}x₂),
-  MSE(x₃, x₂) + MSE(A_{S₂}x₃, A_{S₂}x₂).
+  MSE(crop(x₃), crop(x₂)) + MSE(A_{S₂}x₃, A_{S₂}x₂), crop = the square inscribed in the FOV.
 The GT-free strategies never read the target: their background mask is the coil-derived support
 (Σ|S_c|² > 0), not the paper's x_gt == 0, and their per-epoch selection criterion is the
 measurement-domain error on the validation split (`val_dc`), not PSNR against ground truth.
@@ -98,8 +98,18 @@ def rei_loss(model, out: torch.Tensor, x: torch.Tensor, angles: int = 5) -> torc
         y2 = forward(to_complex(x2), s2, mask)
         x3 = model(pack(y2, mask, s2))
         y3 = forward(to_complex(x3), s2, mask)
-        loss = loss + (F.mse_loss(x3, x2) + F.mse_loss(torch.view_as_real(y3), torch.view_as_real(y2))) / angles
+        image_term = F.mse_loss(_inscribed(x3), _inscribed(x2))
+        loss = loss + (image_term + F.mse_loss(torch.view_as_real(y3), torch.view_as_real(y2))) / angles
     return loss
+
+
+def _inscribed(img: torch.Tensor) -> torch.Tensor:
+    """The central square that stays inside the field of view under any rotation (side H/√2):
+    REI's crop, so the corners a rotation fills with zeros do not count."""
+    h, w = img.shape[-2:]
+    side = max(1, int(min(h, w) / 2**0.5))
+    top, left = (h - side) // 2, (w - side) // 2
+    return img[..., top:top + side, left:left + side]
 
 
 class ReconLoss:
