@@ -101,3 +101,20 @@ def test_task_mismatch_and_strategy_errors(chain, tmp_path, capsys):
                     "-o", tmp_path / "x.safetensors") == 2
     assert "--teacher" in capsys.readouterr().err
     assert run_main("train", "--model", "resnet_tiny", "--data", DATA, "-o", tmp_path / "x.safetensors") == 2
+
+
+@pytest.mark.parametrize("model", ["varnet-tiny", "e2e-varnet-tiny"])
+def test_pruned_varnets_reload_identically_and_take_every_strategy(model, tmp_path):
+    """Pruned VarNet / E2E-VarNet checkpoints give identical reconstructions in a fresh process,
+    and self-supervised fine-tuning runs on them (the reference crashed on E2E-VarNet's tuple output)."""
+    base, pruned = tmp_path / "b.safetensors", tmp_path / "p.safetensors"
+    _ok("train", "--model", model, "--data", DATA, "--epochs", "1", "--batch-size", "4", "--optimizer", "adam",
+        "--lr", "1e-3", "--device", "cpu", "-o", base)
+    res = _ok("prune", base, "--method", "l1", "--ratio", "0.4", "-o", pruned, "--json")
+    assert res["params_after"] < res["params_before"]
+    here, fresh = reload_in_fresh_process(pruned, tmp_path)
+    assert here.shape == (2, 2, 32, 32) and torch.equal(here, fresh)
+    out = _ok("finetune", pruned, "--data", DATA, "--strategy", "selfsup", "--optimizer", "adam", "--lr", "1e-4",
+              "--epochs", "1", "--batch-size", "4", "--select", "val_dc", "--device", "cpu",
+              "-o", tmp_path / "ss.safetensors", "--json")
+    assert out["val_dc"] == out["val_dc"]
