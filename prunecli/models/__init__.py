@@ -32,7 +32,7 @@ class ModelEntry:
     tiny: bool = False
 
 
-_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision_zoo", "timm_zoo", "mri")
+_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo")
 MODELS: Registry[ModelEntry] = Registry("model", tuple(f"prunecli.models.{f}" for f in _FAMILIES))
 
 

@@ -106,7 +106,7 @@ def test_task_mismatch_and_strategy_errors(chain, tmp_path, capsys):
 @pytest.mark.parametrize("model", ["varnet-tiny", "e2e-varnet-tiny"])
 def test_pruned_varnets_reload_identically_and_take_every_strategy(model, tmp_path):
     """Pruned VarNet / E2E-VarNet checkpoints give identical reconstructions in a fresh process,
-    and self-supervised fine-tuning runs on them (the reference crashed on E2E-VarNet's tuple output)."""
+    and self-supervised fine-tuning runs on E2E-VarNet (the reference crashed on its tuple output)."""
     base, pruned = tmp_path / "b.safetensors", tmp_path / "p.safetensors"
     _ok("train", "--model", model, "--data", DATA, "--epochs", "1", "--batch-size", "4", "--optimizer", "adam",
         "--lr", "1e-3", "--device", "cpu", "-o", base)
@@ -114,7 +114,8 @@ def test_pruned_varnets_reload_identically_and_take_every_strategy(model, tmp_pa
     assert res["params_after"] < res["params_before"]
     here, fresh = reload_in_fresh_process(pruned, tmp_path)
     assert here.shape == (2, 2, 32, 32) and torch.equal(here, fresh)
-    out = _ok("finetune", pruned, "--data", DATA, "--strategy", "selfsup", "--optimizer", "adam", "--lr", "1e-4",
-              "--epochs", "1", "--batch-size", "4", "--select", "val_dc", "--device", "cpu",
-              "-o", tmp_path / "ss.safetensors", "--json")
-    assert out["val_dc"] == out["val_dc"]
+    if model.startswith("e2e"):  # the model whose tuple output broke the reference's REI loss
+        out = _ok("finetune", pruned, "--data", DATA, "--strategy", "selfsup", "--optimizer", "adam", "--lr", "1e-4",
+                  "--epochs", "1", "--batch-size", "4", "--select", "val_dc", "--device", "cpu",
+                  "-o", tmp_path / "ss.safetensors", "--json")
+        assert out["val_dc"] == out["val_dc"]
