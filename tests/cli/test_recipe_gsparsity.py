@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gsparsity_recipe_smoke(tmp_path):
     prunecli = shutil.which("prunecli", path=str(Path(sys.executable).parent))
     assert prunecli, "prunecli console script not installed beside this python"
-    res = subprocess.run(["make", "-C", str(ROOT / "recipes" / "gsparsity"), "SMOKE=1", f"OUT={tmp_path}",
+    res = subprocess.run(["make", "-j2", "-C", str(ROOT / "recipes" / "gsparsity"), "SMOKE=1", f"OUT={tmp_path}",
                           f"PRUNECLI={prunecli}", f"PYTHON={sys.executable}"], capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     (row,) = table_rows((tmp_path / "results.md").read_text())

@@ -32,7 +32,7 @@ def is_pct(cell: str) -> bool:
 def test_isomorphic_recipe_smoke(tmp_path):
     prunecli = shutil.which("prunecli", path=str(Path(sys.executable).parent))
     assert prunecli, "prunecli console script not installed beside this python"
-    res = subprocess.run(["make", "-C", str(ROOT / "recipes" / "isomorphic"), "SMOKE=1", f"OUT={tmp_path}",
+    res = subprocess.run(["make", "-j2", "-C", str(ROOT / "recipes" / "isomorphic"), "SMOKE=1", f"OUT={tmp_path}",
                           f"PRUNECLI={prunecli}", f"PYTHON={sys.executable}"], capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     rows = {r["model"]: r for r in table_rows((tmp_path / "results.md").read_text())}
