@@ -61,7 +61,7 @@ def main() -> None:
     from prunecli.analysis.similarity import collect
 
     model, groups, x = setup()
-    header = SimpleNamespace(num_classes=10)
+    header = SimpleNamespace(num_classes=10, task="classification")
     rounds = 3 if args.quick else 9
 
     def analysis() -> None:
