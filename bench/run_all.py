@@ -13,7 +13,7 @@ import sys
 from _common import RESULTS, ROOT, parse_args, print_table
 
 SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency", "similarity_speed",
-           "isomorphic_latency")
+           "isomorphic_latency", "mri_latency")
 
 
 def summary_rows() -> list[list]:
@@ -34,6 +34,9 @@ def summary_rows() -> list[list]:
         for batch, t in s["batches"].items():
             rows.append(["isomorphic_latency", f"{model} b{batch} speedup at MAC ratio {s['macs_ratio']:.2f}",
                          t["speedup"], "(reported)", "-"])
+    for model, s in r["mri_latency"]["models"].items():
+        rows.append(["mri_latency", f"{model} per-slice speedup at params ratio {s['params_ratio']:.2f}",
+                     s["speedup"], "(reported)", "-"])
     return rows
 
 
