@@ -106,10 +106,7 @@ def rei_loss(model, out: torch.Tensor, x: torch.Tensor, angles: int = 5) -> torc
 def _inscribed(img: torch.Tensor) -> torch.Tensor:
     """The central square that stays inside the field of view under any rotation (side H/√2):
     REI's crop, so the corners a rotation fills with zeros do not count."""
-    h, w = img.shape[-2:]
-    side = max(1, int(min(h, w) / 2**0.5))
-    top, left = (h - side) // 2, (w - side) // 2
-    return img[..., top:top + side, left:left + side]
+    return _crop(img, max(1, int(min(img.shape[-2:]) / 2**0.5)))
 
 
 class ReconLoss:
@@ -161,9 +158,10 @@ def image_metrics(out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Te
             "nmse": nmse}
 
 
-def _crop(img: torch.Tensor) -> torch.Tensor:
+def _crop(img: torch.Tensor, side: int | None = None) -> torch.Tensor:
+    """The central `side`×`side` square (default: min(H, W)², the evaluation crop of §1.6)."""
     h, w = img.shape[-2:]
-    s = min(h, w)
+    s = side or min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     return img[..., top:top + s, left:left + s]
 

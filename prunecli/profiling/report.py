@@ -93,6 +93,10 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
 def same_tolerance(models, tol: float | None, own_tol: bool) -> float | None:
     """Give every solver model one tolerance (`--tol`, else the strictest of theirs), so a speed-up
     from fewer iterations is not mistaken for one from a smaller network; `own_tol` keeps each's."""
+    if tol is not None and not tol > 0:
+        from prunecli.errors import UserError
+
+        raise UserError(f"--tol must be positive, got {tol}")
     tols = [m.tol for m in models if hasattr(m, "tol")]
     if not tols or own_tol:
         return None

@@ -4,23 +4,13 @@ torchvision ResNet (~1 min), the same chain and file names as the ImageNet run."
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-from tests.cli.test_recipe_isomorphic import is_pct, table_rows
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.recipes import is_pct, run_smoke, table_rows
 
 
 def test_gsparsity_recipe_smoke(tmp_path):
-    prunecli = shutil.which("prunecli", path=str(Path(sys.executable).parent))
-    assert prunecli, "prunecli console script not installed beside this python"
-    res = subprocess.run(["make", "-j2", "-C", str(ROOT / "recipes" / "gsparsity"), "SMOKE=1", f"OUT={tmp_path}",
-                          f"PRUNECLI={prunecli}", f"PYTHON={sys.executable}"], capture_output=True, timeout=600)
-    assert res.returncode == 0, res.stderr.decode()[-3000:]
-    (row,) = table_rows((tmp_path / "results.md").read_text())
+    md = run_smoke("gsparsity", tmp_path)
+    (row,) = table_rows(md)
     assert row["μ"] == "0.3" and row["MACs logs"] == "—"
     assert row["top-1 search"] == row["top-1 compact"] and float(row["top-1 search"]) > 50
     assert is_pct(row["top-1 retrain"])

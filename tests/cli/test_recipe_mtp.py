@@ -7,23 +7,12 @@ analyze --method cka (self and between schedules) → collect.py, as the real ru
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-from tests.cli.test_recipe_isomorphic import is_pct, table_rows
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.recipes import is_pct, run_smoke, table_rows
 
 
 def test_mtp_recipe_smoke(tmp_path):
-    prunecli = shutil.which("prunecli", path=str(Path(sys.executable).parent))
-    assert prunecli, "prunecli console script not installed beside this python"
-    res = subprocess.run(["make", "-j2", "-C", str(ROOT / "recipes" / "mtp-layer-similarity"), "SMOKE=1", f"OUT={tmp_path}",
-                          f"PRUNECLI={prunecli}", f"PYTHON={sys.executable}"], capture_output=True, timeout=900)
-    assert res.returncode == 0, res.stderr.decode()[-3000:]
-    md = (tmp_path / "results.md").read_text()
+    md = run_smoke("mtp-layer-similarity", tmp_path)
     acc, cka = md.split("## CKA")
     rows = table_rows(acc)
     assert {(r["pair"], r["schedule"]) for r in rows} == {
