@@ -84,7 +84,8 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
             result["solver"] = solver_report(item.model, inputs, shape, device, solver_tol)
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
-        result["sidecar"] = (write_flops(src, item, counted, latency, memory, device, runs, warmup)
+        sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
+        result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup)
                              if i == 0 else None)
         results.append(result)
     return results
@@ -133,8 +134,9 @@ def data_inputs(spec: str, header, count: int):
     return torch.cat(xs)[:count]
 
 
-def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> str | None:
-    """(Re)write `<stem>.flops.json`: counts vs. a fresh registry build, plus the measured latency."""
+def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, warmup) -> str | None:
+    """(Re)write `<stem>.flops.json`: counts vs. a fresh registry build, the sparse counts of a
+    model with zeroed weights (`sparse`, or None), plus the measured latency."""
     import torch
 
     from prunecli.io.sidecars import write_sidecar
@@ -148,10 +150,6 @@ def write_flops(src, loaded, counted, latency, memory, device, runs, warmup) -> 
                         Path(src).name)
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
-    from prunecli.pruning.sparse import sparse_counts
-
-    nonzero, sparse_macs = sparse_counts(loaded.model, counted)
-    sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     path = write_sidecar(src, "flops.json", doc)
     return str(path) if path else None

@@ -144,12 +144,12 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
         step_cfg = cfg.model_copy(update={"epochs": epochs})
         return fit(model, dataset, step_cfg, device, "-", lambda metrics: None, masks=masks)
 
-    def write(path: str, names: list[str], steps: list[dict], metrics: dict) -> None:
+    def write(path: str, names: list[str], steps: list[dict], metrics: dict) -> tuple[float, int, int]:
         new = header.model_copy(update={"sparse_params": sorted(set(header.sparse_params) | set(names)),
                                         "lineage": lineage, "metrics": metrics})
         ckpt.save(model, path, new)
-        _sparse_sidecars(model, path, method.name, options, loaded.sha256, names, steps, dense, header.input_shape,
-                         device)
+        return _sparse_sidecars(model, path, method.name, options, loaded.sha256, names, steps, dense,
+                                header.input_shape)
 
     def snapshot(i: int, record: dict, names: list[str]) -> str | None:
         if not snapshots:
@@ -160,11 +160,8 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
 
     steps, names = run_schedule(model, plan, finetune, snapshot, log=err.print)
     last = steps[-1]
-    write(out, names, steps, _numeric(last))
-    from prunecli.pruning.sparse import sparse_counts, sparsity_rows
-
-    nonzero, sparse_macs = sparse_counts(model, dense)
-    return {"output": out, "method": method.name, "schedule": plan.schedule, "sparsity": sparsity_rows(model, names)[1],
+    sparsity, nonzero, sparse_macs = write(out, names, steps, _numeric(last))
+    return {"output": out, "method": method.name, "schedule": plan.schedule, "sparsity": sparsity,
             "steps": len(steps), "finetune_epochs": sum(s["finetune_epochs"] for s in steps),
             "val_top1": last["val_top1"], "params": dense.params, "nonzero_params": nonzero, "macs": dense.macs,
             "sparse_macs": sparse_macs}
@@ -174,8 +171,12 @@ def _numeric(record: dict) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if k in ("sparsity", "val_top1") and v is not None}
 
 
-def _sparse_sidecars(model, out, method, options, parent, names, steps, dense, shape, device) -> None:
-    """`.masks.json` with per-tensor sparsity and the steps; `.flops.json` with sparse counts."""
+def _sparse_sidecars(model, out, method, options, parent, names, steps, dense, shape) -> tuple[float, int, int]:
+    """`.masks.json` with per-tensor sparsity and the steps; `.flops.json` with sparse counts.
+
+    Returns (sparsity, nonzero params, sparse MACs). Zeros leave the architecture as it was, so
+    the dense count of the input serves as `after` too.
+    """
     from prunecli.io.schema import Counts, LayerSparsity, SparseStep
     from prunecli.pruning.sparse import sparse_counts, sparsity_rows
 
@@ -186,6 +187,7 @@ def _sparse_sidecars(model, out, method, options, parent, names, steps, dense, s
                          steps=[SparseStep.model_validate(s) for s in steps])
     write_sidecar(out, "masks.json", masks)
     nonzero, sparse_macs = sparse_counts(model, dense)
-    flops = flops_sidecar(dense, count(model, shape, device), shape, name)
+    flops = flops_sidecar(dense, dense, shape, name)
     flops = flops.model_copy(update={"sparse_after": Counts(macs=sparse_macs, params=nonzero)})
     write_sidecar(out, "flops.json", flops)
+    return total, nonzero, sparse_macs
