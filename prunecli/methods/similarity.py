@@ -100,7 +100,7 @@ def decide(loaded, options: dict) -> tuple[dict, dict]:
         matrices = from_report(options["reuse"], loaded, groups)
     else:
         device = resolve_device(options.get("device", "auto"))
-        matrices = collect(model, groups, options["data"], options["samples"], options["batch_size"], device, header)
+        matrices = collect(model, groups, options["calibration"], device)  # drawn by `prune` (--seed)
         model.cpu()
     return decisions(groups, matrices, options["threshold"])
 
