@@ -37,7 +37,7 @@ ANALYSES: dict[str, Analysis] = {
     ),
     "similarity": Analysis(
         "prunecli.analysis.similarity", needs_data=True,
-        options=("data", "samples", "thresholds", "batch_size", "device", "plot"),
+        options=("data", "samples", "thresholds", "batch_size", "device", "plot", "seed"),
     ),
     "cka": Analysis(
         "prunecli.analysis.cka", needs_data=True,
@@ -64,6 +64,8 @@ class AnalysisOptions:
     """A second checkpoint whose layers are compared with the analysed one's (cka)."""
     layers: tuple[str, ...] = ()
     """fnmatch patterns on module names (cka; empty: every Conv2d/Linear)."""
+    seed: int = 0
+    """Seed of the random draw of training images (similarity's --samples)."""
 
 
 def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:

@@ -22,15 +22,13 @@ from prunecli.pruning.structured import channel_groups, prune_indices
 DEFAULT_THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 
 
-def collect(model, groups, data_spec: str, samples: int, batch_size: int, device: str, header) -> dict:
-    """Mean pHash similarity matrix of each deciding conv over the first `samples` training images.
+def collect(model, groups, calibration, device: str) -> dict:
+    """Mean pHash similarity matrix of each deciding conv over the drawn sample images.
 
-    The images are taken in the training files' order without augmentation (CIFAR's training
-    batches are already shuffled); the paper drew them at random without a seed.
+    `calibration` is a seeded random draw of the training split (`engine.run.calibration_data`:
+    without replacement, no augmentation, the evaluation transform), as the paper drew its
+    `--samples` images at random (`random.sample`, unseeded) instead of taking the first ones.
     """
-    from prunecli.engine.run import data_for
-
-    dataset = data_for(header, data_spec)
     named = dict(model.named_modules())
     sums = {g.decider: torch.zeros(g.channels, g.channels, dtype=torch.float64, device=device) for g in groups}
 
@@ -44,20 +42,23 @@ def collect(model, groups, data_spec: str, samples: int, batch_size: int, device
     model.eval().to(device)
     try:
         with torch.no_grad(), progress() as bar:
-            task = bar.add_task("feature maps", total=samples, status="")
-            for x, _ in dataset.loader("train", min(batch_size, samples)):
-                x = x[: samples - seen].to(device)
-                model(x)
+            task = bar.add_task("feature maps", total=calibration.record["images"], status="")
+            for x, _ in calibration.batches:
+                model(x.to(device))
                 seen += len(x)
                 bar.advance(task, len(x))
-                if seen >= samples:
-                    break
     finally:
         for h in handles:
             h.remove()
-    if seen < samples:
-        raise UserError(f"--samples {samples}: the training split has only {seen} images")
     return {name: (s / seen).float().cpu() for name, s in sums.items()}
+
+
+def draw_samples(loaded, opts):
+    """The `--samples` training images of `opts.data`, a seeded (`--seed`) random draw."""
+    from prunecli.engine.run import calibration_data
+
+    return calibration_data(loaded, opts.data, opts.samples, seed=opts.seed,
+                            batch_size=min(opts.batch_size, opts.samples))
 
 
 def from_report(path: str, loaded, groups) -> dict:
@@ -97,8 +98,10 @@ def analyze(loaded, opts) -> dict:
     model, shape = loaded.model, loaded.header.input_shape
     groups = channel_groups(model, shape, loaded.entry.protected)
     err.print(f"{len(groups)} channel groups; hashing {opts.samples} samples")
-    matrices = collect(model, groups, opts.data, opts.samples, opts.batch_size,
-                       resolve_device(opts.device), loaded.header)
+    calibration = draw_samples(loaded, opts)
+    err.print(f"{calibration.record['images']} random training images (seed {opts.seed}, "
+              f"{calibration.record['classes']} classes)")
+    matrices = collect(model, groups, calibration, resolve_device(opts.device))
     model.cpu()
     base = count(model, shape)
     layers = [_layer_report(g, matrices[g.decider], opts.thresholds) for g in groups]
@@ -111,7 +114,8 @@ def analyze(loaded, opts) -> dict:
                       "macs_reduction": 1 - after.macs / base.macs, "params_reduction": 1 - after.params / base.params})
     if opts.plot:
         plot(layers, sweep, base.macs, opts.plot)
-    return {"samples": opts.samples, "macs": base.macs, "params": base.params, "layers": layers, "sweep": sweep}
+    return {"samples": opts.samples, "macs": base.macs, "params": base.params, "layers": layers, "sweep": sweep,
+            "calibration": {**calibration.record, "mode": "eval"}}
 
 
 def _layer_report(group, sim: torch.Tensor, thresholds) -> dict:

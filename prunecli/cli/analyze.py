@@ -24,6 +24,7 @@ def analyze(
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
     json: O.Json = False,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
@@ -35,7 +36,7 @@ def analyze(
     drop from the unpruned model and the MACs left; needs --data (validation split).
 
     similarity (Li et al., PRL 2023): hash each filter's feature maps on --samples
-    training images, and for each τ in --thresholds report per layer the filters the
+    training images (a random draw seeded by --seed, evaluation transform), and for each τ in --thresholds report per layer the filters the
     similarity-graph rule keeps, its edges and degree histogram, and the model's MACs and
     params; --plot draws kept-vs-τ and MACs-vs-τ. `prune --reuse REPORT` reuses it.
 
@@ -69,7 +70,7 @@ def analyze(
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
                            batch_size=batch_size, device=device, samples=samples,
                            thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot,
-                           compare=compare, layers=tuple(layers or ()))
+                           compare=compare, layers=tuple(layers or ()), seed=seed)
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

@@ -20,6 +20,10 @@ from prunecli.registry import Registry
 class Loader(Protocol):
     def __iter__(self) -> Iterable[tuple[Any, Any]]: ...
     def __len__(self) -> int: ...
+    def targets(self) -> Any:
+        """Every sample's label (a sequence), or None for unlabelled (reconstruction) data."""
+    def subset(self, indices: list[int]) -> Loader:
+        """The samples at `indices`, in that order, unshuffled (calibration draws)."""
 
 
 @dataclass

@@ -139,6 +139,19 @@ class FolderLoader:
         yield from self.loader
         self.epoch += 1
 
+    def targets(self) -> list[int]:
+        """Every sample's label from the file list (ImageFolder and HAM10000 keep (path, label)
+        pairs), so a calibration draw opens only the images it uses."""
+        return [label for _, label in self.samples.base.samples]
+
+    def subset(self, indices: list[int]) -> FolderLoader:
+        """A loader over the samples at `indices`, in that order, unshuffled, with this loader's
+        transform (call it on a `train=False` loader for the evaluation transform)."""
+        from torch.utils.data import Subset
+
+        return FolderLoader(Subset(self.samples.base, indices), self.loader.batch_size, train=False,
+                            seed=self.seed, workers=self.loader.num_workers)
+
 
 
 @register_data("imagefolder", usage="imagefolder:DIR[?size=224]",

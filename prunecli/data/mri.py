@@ -109,6 +109,17 @@ class MRILoader:
             yield self.fetch(order[start:start + self.batch_size])
         self.epoch += 1
 
+    def targets(self) -> None:
+        """Reconstruction samples have no class labels."""
+        return None
+
+    def subset(self, indices: list[int]) -> MRILoader:
+        """A loader over the samples at `indices`, in that order, unshuffled."""
+        import torch
+
+        chosen = torch.as_tensor(indices, dtype=torch.long)
+        return MRILoader(len(chosen), lambda idx: self.fetch(chosen[idx]), self.batch_size)
+
 
 def reconstruction_set(name: str, coils: int, height: int, width: int, make_loader, sizes) -> Dataset:
     return Dataset(name, 0, (4 * coils + 1, height, width), (0.0,), (1.0,), make_loader,

@@ -8,6 +8,7 @@ resumed run see exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,18 @@ class TensorLoader:
             x = (x.float() - self.mean) / self.std
             yield x, self.labels[idx]
         self.epoch += 1
+
+    def targets(self) -> torch.Tensor:
+        """Every sample's label, in loader order (calibration draws read these, not the images)."""
+        return self.labels
+
+    def subset(self, indices: list[int]) -> TensorLoader:
+        """A loader over the samples at `indices`, in that order, unshuffled and unaugmented."""
+        part = copy.copy(self)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        part.images, part.labels = self.images[idx], self.labels[idx]
+        part.train, part.augment, part.epoch = False, Augment(), 0
+        return part
 
 
 def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:

@@ -189,3 +189,17 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
             "preprocess": used or None}
+
+
+def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, batch_size: int,
+                     exact: bool = True):
+    """A seeded random draw of `images` training images of `data_spec` for data-driven pruning,
+    unaugmented, with the model's own evaluation preprocessing where the data family applies one
+    (timm models on image folders, as `evaluate`); see prunecli/data/calibration.py."""
+    if not data_spec:
+        raise UserError("this method looks at data: give --data SPEC (training images for calibration)")
+    from prunecli.data.calibration import draw
+
+    dataset = data_for(loaded.header, data_spec)
+    dataset.preprocess = model_preprocess(loaded, {})
+    return draw(dataset, images, seed=seed, batch_size=batch_size, exact=exact)

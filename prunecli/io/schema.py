@@ -108,6 +108,21 @@ class SparseStep(_Strict):
     snapshot: str | None = None
 
 
+class CalibrationRecord(_Strict):
+    """What a data-driven method looked at (Taylor gradients, similarity feature maps)."""
+
+    data: str = Field(description="data spec the images were drawn from")
+    seed: int = Field(description="seed of the random draw (without replacement) from the split")
+    images: int = Field(description="number of images drawn")
+    classes: int | None = Field(description="distinct labels among the drawn images (None: unlabelled data)")
+    split: str = Field(default="train", description="the split drawn from")
+    transform: str = Field(default="eval", description="eval: the evaluation transform, no augmentation")
+    preprocess: dict[str, Any] | None = Field(
+        default=None, description="the model's own evaluation preprocessing, when the data family applied it "
+        "(timm data config: input_size, interpolation, crop_pct, mean, std)")
+    mode: str = Field(default="eval", description="the model's mode while it saw them (BN running stats, no dropout)")
+
+
 class MasksSidecar(_Strict):
     format: Literal["prunecli-masks"] = "prunecli-masks"
     version: Literal[1] = 1
@@ -120,6 +135,9 @@ class MasksSidecar(_Strict):
     sparsity: float | None = Field(default=None, description="unstructured: zeros / numel over the prunable weights")
     sparse_layers: list[LayerSparsity] = Field(default_factory=list)
     steps: list[SparseStep] = Field(default_factory=list)
+    calibration: CalibrationRecord | None = Field(
+        default=None, description="the training images a data-driven method saw (null: no data, or a "
+        "reused report without the record)")
 
 
 class Counts(_Strict):

@@ -89,7 +89,8 @@ def select(sim: torch.Tensor, threshold: float) -> dict:
 
 def decide(loaded, options: dict) -> tuple[dict, dict]:
     """Channels to delete per deciding conv at `options['threshold']`, from fresh feature maps
-    (`data`, `samples`) or from an `analyze --method similarity` report (`reuse`)."""
+    (`calibration`: the --samples images `prune` drew with --seed) or from an `analyze --method
+    similarity` report (`reuse`)."""
     from prunecli.analysis.similarity import collect, decisions, from_report
     from prunecli.pruning.structured import channel_groups
     from prunecli.utils.runtime import resolve_device
@@ -100,7 +101,7 @@ def decide(loaded, options: dict) -> tuple[dict, dict]:
         matrices = from_report(options["reuse"], loaded, groups)
     else:
         device = resolve_device(options.get("device", "auto"))
-        matrices = collect(model, groups, options["data"], options["samples"], options["batch_size"], device, header)
+        matrices = collect(model, groups, options["calibration"], device)  # drawn by `prune` (--seed)
         model.cpu()
     return decisions(groups, matrices, options["threshold"])
 

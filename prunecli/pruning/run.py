@@ -10,7 +10,7 @@ import torch
 from prunecli.cli._output import err
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
-from prunecli.io.schema import LayerMask, MasksSidecar, RemovedBlock
+from prunecli.io.schema import CalibrationRecord, LayerMask, MasksSidecar, RemovedBlock
 from prunecli.io.sidecars import write_sidecar
 from prunecli.methods import get_method
 from prunecli.models import build_model
@@ -18,31 +18,45 @@ from prunecli.profiling.counts import count, example_input, flops_sidecar
 from prunecli.pruning.structured import Outcome, PrunePlan, prune, prune_indices
 
 
-def accumulate_gradients(model, data_spec: str | None, batches: int, batch_size: int, header) -> None:
-    """Sum loss gradients over `batches` calibration batches (for Taylor importance)."""
-    if not data_spec:
-        raise UserError("this method needs gradients: give --data SPEC for calibration batches")
-    from prunecli.engine.run import data_for
+def accumulate_gradients(model, calibration) -> None:
+    """Sum loss gradients over the calibration batches (Taylor importance, block scores).
 
-    dataset = data_for(header, data_spec)
-    model.train()  # BN in train mode, as in training, but weights are not updated
-    model.zero_grad(set_to_none=True)
-    for i, (x, y) in enumerate(dataset.loader("train", batch_size, train=False)):
-        if i >= batches:
-            break
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+    As the reference (Isomorphic-Pruning's prune.py): the model in eval mode (BatchNorm uses
+    and keeps its running statistics, dropout is off), gradients summed over all batches (no
+    zero_grad between them), weights never updated. The batches are a seeded random draw of the
+    training split (`calibration_data`), not its first batches.
+    """
     model.eval()
+    model.zero_grad(set_to_none=True)
+    for x, y in calibration.batches:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def calibrate(loaded, data: str | None, images: int, seed: int, batch_size: int, *, exact: bool):
+    """The calibration draw for `prune`, logged with what it covers."""
+    from prunecli.engine.run import calibration_data
+
+    calibration = calibration_data(loaded, data, images, seed=seed, batch_size=batch_size, exact=exact)
+    rec = calibration.record
+    classes = "" if rec["classes"] is None else f", {rec['classes']} classes"
+    err.print(f"calibration: {rec['images']} random training images of {rec['data']} (seed {rec['seed']}"
+              f"{classes}), eval transform, model in eval mode")
+    return calibration
 
 
 def _decided(method, loaded, options: dict) -> tuple:
     """Methods that choose each layer's channels themselves (e.g. the similarity graph)."""
     model, shape = loaded.model, loaded.header.input_shape
+    record = None
     if not method.decide_needs_data:
         source = "weights only"
     elif options.get("reuse"):
         source = f"reusing {options['reuse']}"
     else:
         source = f"{options['samples']} samples of {options['data']}"
+        options["calibration"] = calibrate(loaded, options["data"], options["samples"], options.get("seed", 0),
+                                           options["batch_size"], exact=True)
+        record = {**options["calibration"].record, "mode": "eval"}
     err.print(f"pruning {loaded.header.model.name} with {method.name} (τ={options['threshold']}, {source})")
     probe = reference = None
     if method.check_output:
@@ -50,6 +64,8 @@ def _decided(method, loaded, options: dict) -> tuple:
         with torch.no_grad():
             reference = model.eval()(probe)
     removed, details = method.decide(loaded, options)
+    if method.decide_needs_data and options.get("reuse"):
+        record = _reused_calibration(options["reuse"])
     before = count(model, shape)
     layers = prune_indices(model, shape, removed, details)
     total = sum(layer["channels_before"] for layer in layers) or 1
@@ -60,7 +76,14 @@ def _decided(method, loaded, options: dict) -> tuple:
             diff = (model.eval()(probe) - reference).abs().max().item()
         outcome.output_diff = {"max_output_diff": diff, "output_scale": reference.abs().max().item()}
         err.print(f"largest output change on a probe batch: {diff:.3g} (outputs up to {reference.abs().max():.3g})")
-    return model, outcome
+    return model, outcome, record
+
+
+def _reused_calibration(path: str) -> dict | None:
+    """The calibration record of a reused analysis report (None for reports written before it)."""
+    import json
+
+    return json.loads(Path(path).read_text()).get("calibration")
 
 
 def _criterion(method, importance: str | None):
@@ -79,14 +102,19 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     loaded = ckpt.load(src)
     model, header = loaded.model, loaded.header
     shape = header.input_shape
+    calibration = None
     if method.decide is not None:
-        pruned, outcome = _decided(method, loaded, {**options, "data": data, "batch_size": batch_size})
+        pruned, outcome, calibration = _decided(method, loaded, {**options, "data": data, "batch_size": batch_size})
     else:
         if method.plan:
             plan = dataclasses.replace(plan, **method.plan)
         criterion = _criterion(method, options.get("importance"))
         if criterion.needs_gradients or plan.remove_blocks:
-            accumulate_gradients(model, data, calib_batches, batch_size, header)
+            # calib_batches × batch_size images, or the whole split when it is smaller (as the
+            # reference's loop over a shorter loader)
+            drawn = calibrate(loaded, data, calib_batches * batch_size, plan.seed, batch_size, exact=False)
+            accumulate_gradients(model, drawn)
+            calibration = {**drawn.record, "mode": "eval"}
         err.print(f"pruning {header.model.name} with {method.name} "
                   f"({'global' if plan.global_pruning else 'local'}, "
                   f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
@@ -104,7 +132,8 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     masks = MasksSidecar(checkpoint=name, parent_sha256=loaded.sha256, method=method.name,
                          options={**options, "resolved_ratio": outcome.ratio},
                          layers=[LayerMask.model_validate(r) for r in outcome.layers],
-                         removed_blocks=[RemovedBlock.model_validate(b) for b in outcome.blocks])
+                         removed_blocks=[RemovedBlock.model_validate(b) for b in outcome.blocks],
+                         calibration=CalibrationRecord.model_validate(calibration) if calibration else None)
     write_sidecar(out, "masks.json", masks)
     # The sidecar compares with the unpruned architecture: the input itself unless it was pruned before.
     unpruned = outcome.before if not header.structure else count(fresh, shape)
