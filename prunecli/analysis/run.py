@@ -41,7 +41,7 @@ ANALYSES: dict[str, Analysis] = {
     ),
     "cka": Analysis(
         "prunecli.analysis.cka", needs_data=True,
-        options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot"),
+        options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot", "cka_modules"),
     ),
 }
 
@@ -64,6 +64,8 @@ class AnalysisOptions:
     """A second checkpoint whose layers are compared with the analysed one's (cka)."""
     layers: tuple[str, ...] = ()
     """fnmatch patterns on module names (cka; empty: every Conv2d/Linear)."""
+    cka_modules: str = "layers"
+    """cka: `layers` (Conv2d/Linear or `layers`) or `all` (every named_modules() entry, torch_cka's default)."""
 
 
 def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:
