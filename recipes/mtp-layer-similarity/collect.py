@@ -104,7 +104,7 @@ def cka_rows(out: Path, pairs: list[str], sparsities: list[str]) -> list[list[st
                     report = load(out / m / pair / f"cka_{s}_{c}.cka.json")
                     diag = report.get("diagonal_mean")
                     cells.append(f"{NONE if diag is None else f'{diag:.3f}'} "
-                                 f"({len(report['layers_a'])} {report['options']['cka_modules']})")
+                                 f"({len(report['layers_a'])} {report['options'].get('cka_modules', 'layers')})")
                 rows.append([pair, s, c.replace("-", " vs "), *cells])
     return rows
 
