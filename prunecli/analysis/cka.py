@@ -15,6 +15,13 @@ Each hook turns its layer's output into a float64 Gram matrix at once (no activa
 kept); a batch's Grams are stacked to [layers, n, n] and every layer pair's HSIC comes from
 three einsums, so there is no Python loop over pairs. Self mode runs the model once per
 batch and uses one stack for both sides.
+
+Which modules: `layers` (default) = every Conv2d/Linear, or the `--layers` globs. `all` = what
+torch_cka hooks when given no layer list, as the MTP report's VGG heatmaps (42×42 for
+torchvision VGG-16): every entry of `named_modules()`, the root (whose output is the logits,
+named "") and containers included, in the order their forward hooks fire (a container after
+its children), and each output read after the forward pass, as torch_cka keeps references:
+an output later changed in place (a conv's by `ReLU(inplace=True)`) is seen changed.
 """
 
 from __future__ import annotations
@@ -101,8 +108,14 @@ def cka_matrix(batches: Iterable[tuple[Sequence[torch.Tensor], Sequence[torch.Te
     return acc.matrix()
 
 
-def select_layers(model: nn.Module, patterns: Sequence[str], what: str) -> list[str]:
-    """Module names matching any glob (named_modules order); default: every Conv2d/Linear."""
+MODULES = ("layers", "all")
+
+
+def select_layers(model: nn.Module, patterns: Sequence[str], what: str, modules: str = "layers") -> list[str]:
+    """Module names matching any glob (named_modules order); default: every Conv2d/Linear;
+    `modules="all"`: every entry of `named_modules()`, the root ("") included (torch_cka's default)."""
+    if modules == "all":
+        return [name for name, _ in model.named_modules()]
     named = [(name, m) for name, m in model.named_modules() if name]
     if not patterns:
         return [name for name, m in named if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -115,10 +128,13 @@ def select_layers(model: nn.Module, patterns: Sequence[str], what: str) -> list[
 
 class Grams:
     """Forward hooks that turn each chosen layer's output into its Gram matrix (the last call's,
-    for a module called twice per forward); `run` returns the batch's stack [layers, n, n]."""
+    for a module called twice per forward); `run` returns the batch's stack [layers, n, n].
 
-    def __init__(self, model: nn.Module, names: list[str]):
-        self.names, self.store = names, {}
+    `deferred` (torch_cka's way, `--cka-modules all`): keep the outputs themselves and make the
+    Grams after the forward, and order the layers by when their hooks first fired."""
+
+    def __init__(self, model: nn.Module, names: list[str], deferred: bool = False):
+        self.names, self.store, self.deferred, self.ordered = names, {}, deferred, not deferred
         modules = dict(model.named_modules())
         self.handles = [modules[name].register_forward_hook(self._hook(name)) for name in names]
 
@@ -126,12 +142,18 @@ class Grams:
         def fn(module, inputs, output):
             out = output[0] if isinstance(output, tuple | list) else output
             if isinstance(out, torch.Tensor):
-                self.store[name] = gram(out)
+                # dict order = first firing; a second call replaces the value, not the position
+                self.store[name] = out.detach() if self.deferred else gram(out)
         return fn
 
     def run(self, model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
         self.store = {}
         model(x)
+        if self.deferred:
+            self.store = {name: gram(out) for name, out in self.store.items()}
+            if not self.ordered:  # rows in firing order, as torch_cka's feature dict
+                self.names = [n for n in self.store if n in self.names] + [n for n in self.names if n not in self.store]
+                self.ordered = True
         silent = [name for name in self.names if name not in self.store]
         if silent:  # e.g. MultiheadAttention's out_proj, used through F.* and never called
             warn(f"{what}: {len(silent)} layer(s) produced no tensor output, skipped: {', '.join(silent[:5])}")
@@ -181,12 +203,17 @@ def analyze(loaded, opts) -> dict:
     if other is not None and list(other.header.input_shape) != list(loaded.header.input_shape):
         raise UserError(f"--compare {opts.compare}: input shape {list(other.header.input_shape)} differs "
                         f"from {list(loaded.header.input_shape)}")
+    if opts.cka_modules not in MODULES:
+        raise UserError(f"--cka-modules {opts.cka_modules!r}: use layers or all")
+    if opts.cka_modules == "all" and opts.layers:
+        raise UserError("--cka-modules all hooks every module; --layers picks them with --cka-modules layers")
     model_a, model_b = loaded.model.eval().to(device), other and other.model.eval().to(device)
-    layers_a = select_layers(model_a, opts.layers, "A")
-    layers_b = select_layers(model_b, opts.layers, f"--compare {opts.compare}") if other else layers_a
+    layers_a = select_layers(model_a, opts.layers, "A", opts.cka_modules)
+    layers_b = select_layers(model_b, opts.layers, f"--compare {opts.compare}", opts.cka_modules) if other else layers_a
     dataset = data_for(loaded.header, opts.data)
     err.print(f"CKA over {len(layers_a)} × {len(layers_b)} layers, batches of {opts.batch_size}")
-    hooks_a, hooks_b = Grams(model_a, layers_a), other and Grams(model_b, layers_b)
+    deferred = opts.cka_modules == "all"
+    hooks_a, hooks_b = Grams(model_a, layers_a, deferred), other and Grams(model_b, layers_b, deferred)
     try:
         acc = accumulate(model_a, model_b, hooks_a, hooks_b, dataset.loader("val", opts.batch_size), opts, device)
     finally:
@@ -226,8 +253,8 @@ def plot(matrix: torch.Tensor, layers_a: list[str], layers_b: list[str], names: 
     fig, ax = plt.subplots(figsize=(min(5 + 0.22 * b, 30), min(3.5 + 0.2 * a, 30)))
     image = ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="magma", aspect="auto", interpolation="nearest")
     font = max(3, min(8, 400 // max(a, b)))
-    ax.set_xticks(range(b), layers_b, rotation=90, fontsize=font)
-    ax.set_yticks(range(a), layers_a, fontsize=font)
+    ax.set_xticks(range(b), [n or "(model)" for n in layers_b], rotation=90, fontsize=font)
+    ax.set_yticks(range(a), [n or "(model)" for n in layers_a], fontsize=font)
     ax.set(xlabel=f"B: {names[1]}", ylabel=f"A: {names[0]}", title=f"linear CKA\n{names[0]} vs {names[1]}")
     fig.colorbar(image, ax=ax, label="CKA")
     fig.tight_layout()

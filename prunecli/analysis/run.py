@@ -41,7 +41,7 @@ ANALYSES: dict[str, Analysis] = {
     ),
     "cka": Analysis(
         "prunecli.analysis.cka", needs_data=True,
-        options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot"),
+        options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot", "cka_modules"),
     ),
 }
 
@@ -66,6 +66,8 @@ class AnalysisOptions:
     """fnmatch patterns on module names (cka; empty: every Conv2d/Linear)."""
     seed: int = 0
     """Seed of the random draw of training images (similarity's --samples)."""
+    cka_modules: str = "layers"
+    """cka: `layers` (Conv2d/Linear or `layers`) or `all` (every named_modules() entry, torch_cka's default)."""
 
 
 def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:

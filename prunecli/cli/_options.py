@@ -8,7 +8,7 @@ import typer
 
 Ckpt = Annotated[str, typer.Argument(help="input checkpoint (.safetensors); `-` reads stdin", show_default=False)]
 Out = Annotated[str, typer.Option("-o", "--output", help="output checkpoint; `-` writes stdout", show_default=False)]
-Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:k=v,..], cifar10:DIR, cifar100:DIR, imagefolder:DIR[?size=N], ham10000:DIR[?size=N] (`prunecli ls data`)")]
+Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:k=v,..], cifar10:DIR, cifar100:DIR (these three take ?aug=crop|shift|none&norm=dataset|half), imagefolder:DIR[?size=N], ham10000:DIR[?size=N] (`prunecli ls data`)")]
 Json = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")]
 Seed = Annotated[int, typer.Option("--seed", help="random seed (data order, augmentation, init)")]
@@ -18,8 +18,8 @@ Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
-Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)")]
-Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov)")]
+Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov momentum; --no-nesterov: plain), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov unless --no-nesterov)")]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay")]
 Schedule = Annotated[str, typer.Option(help="cosine, step or constant")]
 StepSize = Annotated[int, typer.Option(help="epochs between decays (step schedule)")]
@@ -27,3 +27,4 @@ Milestones = Annotated[str | None, typer.Option(help="epochs of the decays, e.g.
 Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
 Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
 LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]
+Nesterov = Annotated[bool, typer.Option(help="SGD with Nesterov momentum; --no-nesterov: plain (heavy-ball) momentum, torch's default and the MTP report's")]

@@ -25,6 +25,7 @@ def analyze(
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
     json: O.Json = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
+    cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)")] = "layers",
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
@@ -47,7 +48,10 @@ def analyze(
     --data. --layers GLOB (repeatable) picks the layers of each model (default: every
     Conv2d/Linear); --plot draws the heatmap. The estimator is averaged over batches, so
     --batch-size changes it slightly (the paper used 8 or 16); a final batch of fewer than
-    4 examples is dropped. --max-batches limits the batches.
+    4 examples is dropped. --max-batches limits the batches. --cka-modules all hooks every
+    entry of named_modules() as torch_cka does without a layer list (the MTP report's VGG maps:
+    42×42 for VGG-16): the root (its logits, named ""), containers after their children, in
+    the order the hooks fire, each output read after the forward (so in-place ReLUs show).
 
     The report (JSON, format "prunecli-analysis") goes to -o; with a file, a summary
     table is printed on stdout (the report itself with --json).
@@ -70,7 +74,7 @@ def analyze(
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
                            batch_size=batch_size, device=device, samples=samples,
                            thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot,
-                           compare=compare, layers=tuple(layers or ()), seed=seed)
+                           compare=compare, layers=tuple(layers or ()), seed=seed, cka_modules=cka_modules)
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

@@ -36,6 +36,7 @@ def finetune(
     device: O.Device = "auto",
     workers: O.Workers = 0,
     json: O.Json = False,
+    nesterov: O.Nesterov = True,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -68,7 +69,7 @@ def finetune(
         milestones=parse_milestones(milestones),
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
         kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
-        select=select,
+        select=select, nesterov=nesterov,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

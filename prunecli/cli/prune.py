@@ -46,6 +46,8 @@ def prune(
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
     json: O.Json = False,
+    nesterov: O.Nesterov = True,
+    shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -127,12 +129,13 @@ def _check_decided(method: str, ratio, target_macs, threshold, has_input) -> Non
 
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
                  "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
-                 "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json")
+                 "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
+                 "nesterov", "shared_optimizer")
 
 
 def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
                   total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json) -> None:
+                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
     from prunecli.engine.config import make_config
@@ -149,12 +152,14 @@ def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, in
                       ignore=ignore or [], finetune_epochs=finetune_epochs,
                       total_finetune_epochs=total_finetune_epochs)
     cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed)
+                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov)
+    shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
     options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
                "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,
-               "ignore": ignore or [], "data": data, "seed": seed, **cfg.model_dump(exclude={"epochs"})}
+               "ignore": ignore or [], "data": data, "seed": seed, **cfg.model_dump(exclude={"epochs"}),
+               "shared_optimizer": shared}
     result = run_unstructured(checkpoint, output, method, plan, data=data, cfg=cfg, device=device,
-                              snapshots=snapshots, options=options)
+                              snapshots=snapshots, options=options, shared_optimizer=shared)
     if output != "-":
         print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
                                                  [[k, v] for k, v in result.items()]))

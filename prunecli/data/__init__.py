@@ -1,6 +1,7 @@
 """Data registry: a spec string `name[:ARG]` → a `Dataset` bundle with train/val loaders.
 
-Specs: `digits` (offline default), `synthetic[:k=v,...]`, `cifar10:DIR`, `cifar100:DIR`,
+Specs: `digits[?…]` (offline default), `synthetic[:k=v,...]`, `cifar10:DIR[?…]`, `cifar100:DIR[?…]`
+(`?aug=crop|shift|none&norm=dataset|half`, prunecli/data/tensor.py),
 `imagefolder:DIR`, `ham10000:DIR` (skin lesions, lesion-grouped split), and for multi-coil MRI
 reconstruction (task "reconstruction", prunecli/data/mri.py) `phantom[:k=v,...]` (offline
 simulated phantoms) and `fastmri:DIR[?k=v&...]` (fastMRI brain multi-coil, split by file).
@@ -88,8 +89,13 @@ def list_data() -> list[DataEntry]:
 
 
 def build_data(spec: str) -> Dataset:
-    """Parse `name[:ARG]` and build the data set (no data is read until a loader iterates)."""
-    name, _, arg = spec.partition(":")
+    """Parse `name[:ARG]` and build the data set (no data is read until a loader iterates).
+
+    `name?OPTIONS` (no `:`) passes `?OPTIONS` as the argument: `digits?aug=none&norm=half`."""
+    name, colon, arg = spec.partition(":")
+    if not colon and "?" in name:
+        name, _, query = name.partition("?")
+        arg = "?" + query
     if not name:
         raise UserError(f"empty data spec {spec!r}; try `digits` or `cifar10:DIR`")
     dataset = DATASETS.get(name).factory(arg or None)

@@ -1,9 +1,19 @@
-"""`cifar10:DIR` and `cifar100:DIR`: CIFAR from the official python layout, never downloaded.
+"""`cifar10:DIR[?aug=crop&norm=dataset]` and `cifar100:DIR[?…]`: CIFAR from the official python
+layout, never downloaded.
 
 DIR is the extracted archive (`cifar-10-batches-py/`, `cifar-100-python/`) or the folder
 that holds it. The whole set (180 MB as uint8) is read once, when the first loader is made,
-and kept in memory for `TensorLoader`: batched pad-4 random crop + horizontal flip, seeded by
-(seed, epoch), so a resumed run sees exactly the same batches. `val` is the official test set.
+and kept in memory for `TensorLoader`: batched augmentation seeded by (seed, epoch), so a
+resumed run sees exactly the same batches. `val` is the official test set.
+
+Options (`prunecli.data.tensor.parse_options`):
+- `aug=crop` (default): pad-4 random crop + horizontal flip; `aug=shift`: Keras'
+  `ImageDataGenerator` width/height shift 0.1 (real-valued, linear interpolation, edge pixels
+  repeated) + horizontal flip, as Li et al. (PRL 2023); `aug=none`: none, as the MTP report
+  (its RandomCrop/Flip are commented out).
+- `norm=dataset` (default): the training set's per-channel mean/std; `norm=half`:
+  Normalize(0.5, 0.5), pixels in [−1, 1], as the MTP report. The chosen mean/std are the
+  data set's (`Dataset.mean/std`, recorded in a checkpoint's header).
 
 The files are Python pickles because that is the format CIFAR is distributed in; they are
 unpickled only here, for this data set. Checkpoints are never unpickled (see io/checkpoint.py).
@@ -116,9 +126,12 @@ def class_names(root: Path, layout: Layout) -> list[str]:
 
 def make_dataset(arg: str | None, layout: Layout) -> Dataset:
     """Check the files now (a clear error before any training starts); read them on first use."""
-    from prunecli.data.tensor import Augment, TensorLoader
+    from prunecli.data.tensor import Augment, TensorLoader, split_options
 
+    arg, opts = split_options(arg, layout.name)
     root = find_root(arg, layout)
+    mean, std = opts.stats(layout.mean, layout.std)
+    augment = opts.augment(Augment(pad=4, flip=True))
     cache: dict = {}
     sizes = {"train": layout.sizes[0], "val": layout.sizes[1]}
 
@@ -127,20 +140,18 @@ def make_dataset(arg: str | None, layout: Layout) -> Dataset:
             cache[split] = read_split(root, layout, split)
             sizes[split] = len(cache[split][1])  # the real count (a subset or a fake set may differ)
         x, y = cache[split]
-        return TensorLoader(x, y, batch_size, layout.mean, layout.std, train=train,
-                            augment=Augment(pad=4, flip=True), seed=seed)
+        return TensorLoader(x, y, batch_size, mean, std, train=train, augment=augment, seed=seed)
 
-    return Dataset(layout.name, layout.num_classes, (3, 32, 32), layout.mean, layout.std, make_loader,
-                   sizes=sizes)
+    return Dataset(layout.name, layout.num_classes, (3, 32, 32), mean, std, make_loader, sizes=sizes)
 
 
-@register_data("cifar10", usage="cifar10:DIR",
+@register_data("cifar10", usage="cifar10:DIR[?aug=crop|shift|none&norm=dataset|half]",
                description="CIFAR-10 python batches; DIR = cifar-10-batches-py or its parent; 50000/10000")
 def cifar10(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR10)
 
 
-@register_data("cifar100", usage="cifar100:DIR",
+@register_data("cifar100", usage="cifar100:DIR[?aug=crop|shift|none&norm=dataset|half]",
                description="CIFAR-100, fine labels; DIR = cifar-100-python or its parent; 50000/10000")
 def cifar100(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR100)

@@ -2,6 +2,11 @@
 
 1,797 8×8 grey images in 10 classes, upsampled to 32×32 RGB so CIFAR models run on them
 unchanged. The split is fixed (stratified, 80/20, seed 0), so numbers compare across runs.
+
+`digits?aug=crop|shift|none&norm=dataset|half` takes CIFAR's options (prunecli.data.tensor),
+so recipes can run their reference data settings on it offline: `crop` (default) is a pad-2
+random crop without flip (a mirrored digit is another glyph), `shift` Keras' shift 0.1 +
+horizontal flip as on CIFAR, `none` no augmentation; `half` normalises with 0.5/0.5.
 """
 
 from __future__ import annotations
@@ -27,11 +32,16 @@ def _tensors():
     return {"train": (x[tr], y[tr]), "val": (x[va], y[va])}
 
 
-@register_data("digits", usage="digits", description="scikit-learn digits, 32×32 RGB, 1437/360 split (offline)")
+@register_data("digits", usage="digits[?aug=crop|shift|none&norm=dataset|half]",
+               description="scikit-learn digits, 32×32 RGB, 1437/360 split (offline)")
 def digits(arg: str | None) -> Dataset:
-    if arg:
-        raise UserError("the `digits` data spec takes no argument")
-    from prunecli.data.tensor import Augment, TensorLoader
+    from prunecli.data.tensor import Augment, TensorLoader, split_options
+
+    rest, opts = split_options(arg, "digits")
+    if rest:
+        raise UserError("the `digits` data spec takes no argument, only options: digits?aug=none&norm=half")
+    mean, std = opts.stats(MEAN, STD)
+    augment = opts.augment(Augment(pad=2))
 
     cache: dict = {}
 
@@ -39,7 +49,7 @@ def digits(arg: str | None) -> Dataset:
         if not cache:
             cache.update(_tensors())
         x, y = cache[split]
-        return TensorLoader(x, y, batch_size, MEAN, STD, train=train, augment=Augment(pad=2), seed=seed)
+        return TensorLoader(x, y, batch_size, mean, std, train=train, augment=augment, seed=seed)
 
-    return Dataset("digits", 10, (3, 32, 32), MEAN, STD, make_loader, sizes={"train": 1437, "val": 360})
+    return Dataset("digits", 10, (3, 32, 32), mean, std, make_loader, sizes={"train": 1437, "val": 360})
 

@@ -4,6 +4,9 @@ Whole batches are sliced, augmented and normalised with tensor ops: no per-sampl
 transform and no collate, so the loader never becomes the bottleneck of a small CNN on CPU.
 Shuffling and augmentation draw from a generator seeded by (seed, epoch), which makes a
 resumed run see exactly the batches an uninterrupted one would.
+
+In-memory image families (CIFAR, digits) take the same query options, parsed here:
+`?aug=crop|shift|none&norm=dataset|half` (see `parse_options`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,54 @@ import torch
 class Augment:
     pad: int = 0
     flip: bool = False
+    shift: float = 0.0
+    """Keras-style random shift: at most this fraction of the height/width (see `_shift`)."""
+
+
+AUGMENTS = ("crop", "shift", "none")
+NORMS = ("dataset", "half")
+HALF = (0.5, 0.5, 0.5)
+"""`norm=half`: torchvision `Normalize(0.5, 0.5)`, pixels in [-1, 1] (the MTP report's CIFAR-100)."""
+KERAS_SHIFT = Augment(flip=True, shift=0.1)
+"""`aug=shift`: `ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True)`,
+the Keras augmentation of Li et al. (PRL 2023)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """A family's `?aug=…&norm=…` choices; `crop`/`dataset` are the family's own defaults."""
+
+    aug: str = "crop"
+    norm: str = "dataset"
+
+    def augment(self, crop: Augment) -> Augment | None:
+        return {"crop": crop, "shift": KERAS_SHIFT, "none": None}[self.aug]
+
+    def stats(self, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
+        return (mean, std) if self.norm == "dataset" else (HALF[: len(mean)], HALF[: len(std)])
+
+
+def parse_options(query: str, family: str) -> Options:
+    """`aug=none&norm=half` → Options; any other key or value is one UserError naming the choices."""
+    from prunecli.errors import UserError
+
+    values: dict[str, str] = {}
+    choices = {"aug": AUGMENTS, "norm": NORMS}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if key not in choices or not eq or value not in choices[key]:
+            raise UserError(f"bad {family} option {item!r}; options are aug={'|'.join(AUGMENTS)} "
+                            f"and norm={'|'.join(NORMS)}")
+        values[key] = value
+    return Options(**values)
+
+
+def split_options(arg: str | None, family: str) -> tuple[str | None, Options]:
+    """`DIR?aug=none&norm=half` → (`DIR`, Options); no `?` → (arg, defaults)."""
+    if not arg or "?" not in arg:
+        return arg, Options()
+    head, _, query = arg.rpartition("?")
+    return head or None, parse_options(query, family)
 
 
 class TensorLoader:
@@ -52,7 +103,7 @@ class TensorLoader:
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx]
-            if self.augment.pad or self.augment.flip:
+            if self.augment.pad or self.augment.flip or self.augment.shift:
                 x = _augment(x, self.augment, gen)
             x = (x.float() - self.mean) / self.std
             yield x, self.labels[idx]
@@ -81,7 +132,36 @@ def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tenso
         rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1)
         cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w)
         x = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
+    if aug.shift:
+        x = _shift(x, aug.shift, gen)
     if aug.flip:
         flip = torch.rand(n, generator=gen) < 0.5
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     return x
+
+
+def _shift(x: torch.Tensor, frac: float, gen: torch.Generator) -> torch.Tensor:
+    """Keras `ImageDataGenerator(height_shift_range=frac, width_shift_range=frac)`, batched.
+
+    As `keras_preprocessing`'s `get_random_transform` + `apply_affine_transform`: per image a real
+    offset t_y ~ U(−frac·H, frac·H) and t_x ~ U(−frac·W, frac·W) (not rounded to pixels), and
+    out(i, j) = in(i + t_y, j + t_x) by linear interpolation (scipy `affine_transform`, order 1)
+    with fill_mode 'nearest': outside the image the edge pixel is repeated. Returns float pixels.
+    """
+    n, _, h, w = x.shape
+    ty = (torch.rand(n, generator=gen) * 2 - 1) * frac * h
+    tx = (torch.rand(n, generator=gen) * 2 - 1) * frac * w
+    return _interp(_interp(x.float(), ty, 2), tx, 3)
+
+
+def _interp(x: torch.Tensor, offset: torch.Tensor, dim: int) -> torch.Tensor:
+    """out[..., k, ...] = x at real position k + offset[image] along `dim`, linear, edges clamped."""
+    n, size = x.shape[0], x.shape[dim]
+    pos = torch.arange(size, dtype=torch.float32).view(1, size) + offset.view(n, 1)
+    low = pos.floor()
+    weight = pos - low
+    shape = [n, 1, 1, 1]
+    shape[dim] = size
+    index = [low.long().clamp(0, size - 1), (low.long() + 1).clamp(0, size - 1)]
+    a, b = (x.gather(dim, i.view(shape).expand_as(x)) for i in index)
+    return a + (b - a) * weight.view(shape)

@@ -40,6 +40,8 @@ class TrainConfig(BaseModel):
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
     select: Literal["last", "val_dc"] = "last"
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
+    nesterov: bool = Field(True, description="SGD: Nesterov momentum (False: plain momentum, torch's default and "
+                           "the MTP report's)")
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -48,17 +48,19 @@ def load_state(path: Path) -> dict:
 def fit(
     model, dataset, cfg: TrainConfig, device: str, out: str, save: Callable[[dict], None],
     teacher=None, resume_state: dict | None = None, stop_after: int | None = None, masks: dict | None = None,
-    on_epoch: Callable[[torch.nn.Module], dict] | None = None,
+    on_epoch: Callable[[torch.nn.Module], dict] | None = None, optimizer=None,
 ) -> dict:
     """Train `model` in place; `save(metrics)` writes the checkpoint after each epoch.
 
     `masks` ({parameter name: bool tensor}) are unstructured pruning masks kept at zero;
     `on_epoch(model)` adds numbers to each epoch's metrics and log line (e.g. a sparsity search).
+    `optimizer`: continue with this one (its state kept) instead of a new one from `cfg`; the LR
+    schedule restarts from the groups' `initial_lr` (unstructured pruning's shared optimizer).
     """
     train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     recon = dataset.task == "reconstruction"
     val_loader = dataset.loader("val", cfg.batch_size if recon else max(cfg.batch_size, 256), workers=cfg.workers)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
     if masks:
         from prunecli.pruning.sparse import MaskKeeper

@@ -19,8 +19,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, protected: tuple[st
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":  # L2 added to the gradient (coupled), as Keras' kernel_regularizer + Adam
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
+    return torch.optim.SGD(  # torch refuses Nesterov without momentum
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
     )
 
 

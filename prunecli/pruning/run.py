@@ -147,8 +147,13 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
 
 
 def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | None, cfg, device: str,
-                     snapshots: str | None, options: dict) -> dict:
-    """Unstructured pruning by a schedule (`pruning.unstructured`), fine-tuning between steps."""
+                     snapshots: str | None, options: dict, shared_optimizer: bool = False) -> dict:
+    """Unstructured pruning by a schedule (`pruning.unstructured`), fine-tuning between steps.
+
+    `shared_optimizer`: one optimizer, momentum buffers included, carries over from step to step
+    (the MTP report's layerwise VGG/DenseNet scripts make one SGD before the loop over layers);
+    otherwise each step's fine-tuning starts a new one (its one-shot/iterative `global_pruning_model`).
+    """
     from prunecli.engine.fit import fit
     from prunecli.engine.run import data_for
     from prunecli.pruning.unstructured import epochs_per_step, plan_steps, run_schedule
@@ -169,9 +174,15 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     dense = count(model, header.input_shape, device)
     lineage = [*header.lineage, ckpt.lineage_entry("prune", {"method": method.name, **options}, loaded.sha256)]
 
+    shared = None
+    if shared_optimizer:
+        from prunecli.engine.optim import make_optimizer
+
+        shared = make_optimizer(model, cfg)
+
     def finetune(epochs: int, masks: dict) -> dict:
         step_cfg = cfg.model_copy(update={"epochs": epochs})
-        return fit(model, dataset, step_cfg, device, "-", lambda metrics: None, masks=masks)
+        return fit(model, dataset, step_cfg, device, "-", lambda metrics: None, masks=masks, optimizer=shared)
 
     def write(path: str, names: list[str], steps: list[dict], metrics: dict) -> tuple[float, int, int]:
         new = header.model_copy(update={"sparse_params": sorted(set(header.sparse_params) | set(names)),

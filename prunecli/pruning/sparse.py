@@ -56,8 +56,12 @@ class MaskKeeper:
             param.mul_(mask)
 
     def attach(self, optimizer) -> None:
+        """Apply now and after every step; replaces the hook an earlier keeper left on a shared optimizer."""
         self.apply()
-        optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
+        old = getattr(optimizer, "_prunecli_mask_hook", None)
+        if old is not None:
+            old.remove()
+        optimizer._prunecli_mask_hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
 
 
 def sparsity_rows(model: nn.Module, param_names: list[str]) -> tuple[list[dict], float]:

@@ -1,9 +1,10 @@
-"""Build results.md: accuracy per model, data set, sparsity and schedule beside the MTP report's,
-and the CKA summaries (research notes §2.4).
+"""Build results.md: accuracy per model, data set, sparsity and schedule — the MTP report's number,
+ours in reference mode, ours in improved mode — and the CKA summaries (research notes §2.4).
 
-Reads what the Makefile wrote under OUT: `evaluate --json` (`*.eval.json`), `prune --json`
-(`*.prune.json`), and `analyze --method cka` reports (`*.selfcka.json` for one model's layers,
-`cka_*.cka.json` between two schedules). Pairs the report did not run (the smoke models) get "—".
+Reads what the Makefile wrote under OUT/<mode>/ (mode = reference, improved): `evaluate --json`
+(`*.eval.json`), `prune --json` (`*.prune.json`) and `analyze --method cka` reports (`*.selfcka.json`
+for one model's layers, `cka_*.cka.json` between two schedules). A mode not run for a pair (no
+`OUT/<mode>/<pair>/base.eval.json`) and pairs the report did not run (the smoke models) get "—".
 
 Usage: python collect.py OUT "PAIRS" "SPARSITIES"
 """
@@ -14,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+MODES = ("reference", "improved")
 SCHEDULES = ("oneshot", "iterative", "layerwise")
 CKA_PAIRS = ("oneshot-iterative", "oneshot-layerwise", "iterative-layerwise")
 # (pair, sparsity) -> test accuracy % per schedule, from the report's results figure.
@@ -51,19 +53,41 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def ran(out: Path, mode: str, pair: str) -> bool:
+    return (out / mode / pair / "base.eval.json").is_file()
+
+
+def schedule_result(out: Path, mode: str, pair: str, s: str, k: str) -> dict | None:
+    """One mode's numbers for one schedule, or None when the mode did not run for the pair."""
+    if not ran(out, mode, pair):
+        return None
+    stem = out / mode / pair / f"{k}_{s}"
+    pruned = load(stem.with_name(stem.name + ".prune.json"))
+    return {"top1": load(stem.with_name(stem.name + ".eval.json"))["top1"], "epochs": pruned["finetune_epochs"],
+            "sparsity": pruned["sparsity"], "batch": _batch(stem),
+            "self_cka": off_diagonal_mean(load(stem.with_name(stem.name + ".selfcka.json"))["matrix"])}
+
+
+def _batch(stem: Path) -> int:
+    """The fine-tuning batch size, from the options the masks sidecar recorded."""
+    return load(stem.with_name(stem.name + ".masks.json"))["options"]["batch_size"]
+
+
 def accuracy_rows(out: Path, pairs: list[str], sparsities: list[str]) -> list[list[str]]:
     rows = []
     for pair in pairs:
-        base = load(out / pair / "base.eval.json")["top1"]
+        base = [pct(load(out / m / pair / "base.eval.json")["top1"]) if ran(out, m, pair) else NONE for m in MODES]
         for s in sparsities:
             paper = PAPER.get((pair, s), {})
             for k in SCHEDULES:
-                stem = out / pair / f"{k}_{s}"
-                pruned = load(stem.with_name(stem.name + ".prune.json"))
-                self_cka = load(stem.with_name(stem.name + ".selfcka.json"))
-                rows.append([pair, s, k, str(pruned["finetune_epochs"]), f"{pruned['sparsity']:.4f}",
-                             pct(base), pct(load(stem.with_name(stem.name + ".eval.json"))["top1"]),
-                             pct(paper.get(k)), f"{off_diagonal_mean(self_cka['matrix']):.3f}"])
+                ref, imp = (schedule_result(out, m, pair, s, k) for m in MODES)
+                done = [r for r in (ref, imp) if r]
+                epochs = "/".join(sorted({str(r["epochs"]) for r in done})) or NONE
+                batch = " / ".join(str(r["batch"]) if r else NONE for r in (ref, imp))
+                reached = f"{done[0]['sparsity']:.4f}" if done else NONE
+                rows.append([pair, s, k, epochs, batch, reached, " / ".join(base), pct(paper.get(k)),
+                             pct(ref and ref["top1"]), pct(imp and imp["top1"]),
+                             " / ".join(f"{r['self_cka']:.3f}" if r else NONE for r in (ref, imp))])
     return rows
 
 
@@ -72,23 +96,46 @@ def cka_rows(out: Path, pairs: list[str], sparsities: list[str]) -> list[list[st
     for pair in pairs:
         for s in sparsities:
             for c in CKA_PAIRS:
-                report = load(out / pair / f"cka_{s}_{c}.cka.json")
-                diag = report.get("diagonal_mean")
-                rows.append([pair, s, c.replace("-", " vs "), str(len(report["layers_a"])),
-                             NONE if diag is None else f"{diag:.3f}"])
+                cells = []
+                for m in MODES:
+                    if not ran(out, m, pair):
+                        cells.append(NONE)
+                        continue
+                    report = load(out / m / pair / f"cka_{s}_{c}.cka.json")
+                    diag = report.get("diagonal_mean")
+                    cells.append(f"{NONE if diag is None else f'{diag:.3f}'} "
+                                 f"({len(report['layers_a'])} {report['options'].get('cka_modules', 'layers')})")
+                rows.append([pair, s, c.replace("-", " vs "), *cells])
     return rows
 
 
+PROTOCOL = (
+    "Protocol: one run per cell, seed 0 (the report: seed 42, one run). Top-1 on the test split "
+    "(CIFAR-100's test set; HAM10000's lesion-grouped 20%) **after the last fine-tuning epoch** of each "
+    "schedule, no model selection (the report's code evaluates the last epoch too). Budget: `FT epochs` = "
+    "fine-tuning epochs the schedule spent in total after the 100-epoch base training, as the report's code: "
+    "10 for one-shot, 10 per step for iterative (80% spends 80, 50% spends 50: the report's confound), per "
+    "layer/block for layerwise (100 per VGG layer, 15 per DenseNet block on CIFAR-100, 100 on HAM10000); "
+    "SGD lr 1e-3, momentum 0.9, wd 5e-4, constant LR. `batch` = the fine-tuning batch, reference / improved. "
+    "**reference** = the report's code: CIFAR-100 without augmentation, Normalize(0.5, 0.5), plain momentum, "
+    "one SGD shared across layerwise steps, each script's batch size, CKA over all named_modules() for VGG; "
+    "**improved** = prunecli's defaults: random crop + flip, per-channel mean/std, Nesterov, a new SGD per "
+    "step, the base batch size, CKA over Conv/Linear. Sparsity over the pruned weights (Conv/Linear, and BN γ "
+    "for DenseNet). Self-CKA = mean CKA between different layers of one model, reference / improved (the "
+    "report: layerwise gives the most block-diagonal maps).\n"
+)
+
+
 def main(out: Path, pairs: list[str], sparsities: list[str]) -> None:
-    print("# MTP report (Akhtar & Bathula 2023): unstructured L1 schedules, ours vs the report\n")
-    print(f"Runs in `{out}`. Top-1 on the test split after each schedule's last fine-tuning epoch; "
-          "`FT epochs` = fine-tuning epochs the schedule spent in total (the report's confound: iterative "
-          "80% spends 80, one-shot 10); sparsity over the pruned weights. Self-CKA = mean CKA between "
-          "different layers of the model (the report: layerwise gives the most block-diagonal maps).\n")
-    print(markdown(["pair", "sparsity", "schedule", "FT epochs", "sparsity reached", "base top-1",
-                    "top-1 ours", "top-1 report", "self-CKA off-diag"], accuracy_rows(out, pairs, sparsities)))
-    print("\n## CKA between the schedules' models (same layers; diagonal mean = layer-by-layer similarity)\n")
-    print(markdown(["pair", "sparsity", "models", "layers", "diagonal mean"], cka_rows(out, pairs, sparsities)))
+    print("# MTP report (Akhtar & Bathula 2023): unstructured L1 schedules, the report vs ours\n")
+    print(f"Runs in `{out}/reference` and `{out}/improved` (MODE=…); a mode not run shows —.\n")
+    print(PROTOCOL)
+    print(markdown(["pair", "sparsity", "schedule", "FT epochs", "batch", "sparsity reached",
+                    "base top-1 (ref / impr)", "top-1 report", "top-1 ours reference", "top-1 ours improved",
+                    "self-CKA off-diag (ref / impr)"], accuracy_rows(out, pairs, sparsities)))
+    print("\n## CKA between the schedules' models (same layers; diagonal mean = layer-by-layer similarity; "
+          "in brackets the number of modules and which: all = every named_modules() entry, layers = Conv/Linear)\n")
+    print(markdown(["pair", "sparsity", "models", "reference", "improved"], cka_rows(out, pairs, sparsities)))
 
 
 if __name__ == "__main__":

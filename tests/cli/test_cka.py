@@ -50,7 +50,7 @@ def test_self_mode_square_unit_diagonal(tiny_ckpt, self_report, work):
     assert rep["diagonal_mean"] == pytest.approx(1, abs=1e-9) and rep["compare"] is None
     assert (rep["batches"], rep["samples"]) == (3, 48)  # val=48 in batches of 16
     assert rep["options"] == {"data": SYNTH, "compare": None, "layers": [], "batch_size": 16, "max_batches": None,
-                              "device": "cpu", "plot": str(work / "self.png")}
+                              "device": "cpu", "plot": str(work / "self.png"), "cka_modules": "layers"}
     assert "diagonal mean" in r.stdout and "10 × 10" in r.stdout
     assert (work / "self.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
