@@ -36,6 +36,15 @@ def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler) 
     atomic.write_bytes(path, buf.getvalue())
 
 
+def _saved_config(saved: dict) -> dict:
+    """A state's options, with options added since it was written at their defaults.
+
+    Every option added later (nesterov, weight_decay_mode, ...) defaults to the behaviour that
+    came before it, so an older state resumes exactly when it was run with those defaults.
+    """
+    return {**TrainConfig().model_dump(), **saved}
+
+
 def load_state(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"nothing to resume: {path} does not exist (run without --resume first)")
@@ -68,7 +77,7 @@ def fit(
         MaskKeeper(model, masks).attach(optimizer)
     start = 0
     if resume_state is not None:
-        if resume_state["config"] != cfg.model_dump():
+        if _saved_config(resume_state["config"]) != cfg.model_dump():
             raise UserError("--resume with different training options than the interrupted run")
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])

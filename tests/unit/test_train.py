@@ -80,3 +80,19 @@ def test_bad_milestones_are_one_line_errors(capsys):
 
     code = run_main("train", "--model", "resnet_tiny", "--data", SYNTH, "--milestones", "120,80", "-o", "x.safetensors")
     assert code == 2 and "--milestones" in capsys.readouterr().err
+
+
+def test_resume_accepts_a_state_written_before_newer_options(tmp_path):
+    """A state saved by an older prunecli lacks options added since (e.g. nesterov): at their
+    defaults, which are the older behaviour, it resumes; a non-default value is still refused."""
+    out = tmp_path / "x.safetensors"
+    assert run_cli("train", *ARGS, "--stop-after", "1", "-o", out).exit_code == 0
+    state_path = tmp_path / "x.state.pt"
+    state = torch.load(state_path, weights_only=True)
+    del state["config"]["nesterov"]
+    torch.save(state, state_path)
+    r = run_cli("train", *ARGS, "--resume", "-o", out)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    assert run_cli("train", *ARGS, "--stop-after", "1", "-o", out).exit_code == 0
+    r = run_cli("train", *ARGS, "--no-nesterov", "--resume", "-o", out)
+    assert "different training options" in str(r.exception)
