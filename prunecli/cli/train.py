@@ -56,6 +56,9 @@ def train(
 
     With --optimizer proxsgd (GSparsity's search; Yang et al. ICLR 2020) each epoch also reports
     the fraction of zero filter groups and the MACs that `prune --method zero-groups` would leave.
+    Its defaults are the reference algorithm (the convex step, BN statistics as training leaves
+    them); `--prox-snap --bn-recalibrate 50` is ours, a different algorithm (recipes/gsparsity
+    MODE=improved).
     """
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
