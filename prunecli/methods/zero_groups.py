@@ -197,7 +197,9 @@ def drop_zero_branches(model: nn.Module, input_shape, protected: tuple[str, ...]
 
 
 def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
-    """Modules with conv1 and conv2 children and a BatchNorm child (residual blocks; not the stem)."""
+    """Bottlenecks, as the reference's code knows them: modules with conv1, conv2, conv3 and BatchNorm
+    children. (In a basic block conv2 writes into the residual stream itself: its channels are
+    coupled to every block of the stage, so its branch cannot go by removing conv2's filters.)"""
     from prunecli.errors import UserError
 
     try:
@@ -209,6 +211,7 @@ def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
     named = dict(model.named_modules())
     parents = sorted({n.rpartition(".")[0] for n in names})
     return [p for p in parents if f"{p}.conv1" in names and f"{p}.conv2" in names
+            and isinstance(getattr(named[p], "conv3", None), nn.Conv2d)
             and any(isinstance(c, nn.modules.batchnorm._BatchNorm) for c in named[p].children())]
 
 

@@ -211,3 +211,22 @@ def test_default_search_is_the_reference(tmp_path, monkeypatch):
         options = ckpt.read_header(out.read_bytes()).lineage[-1].options
         assert calls == want
         assert options["prox_snap"] == bool(extra) and options["bn_recalibrate"] == (2 if extra else 0)
+
+
+def test_fold_reference_leaves_basic_blocks_alone(tmp_path):
+    """The reference removes branches of bottlenecks only. A basic block's conv2 writes into the
+    residual stream (coupled across the stage): an all-zero conv2 must not cut the stream's channels."""
+    from prunecli.io.schema import ModelRef
+    from prunecli.models import build_model
+
+    model, _, args = build_model("resnet_tiny")
+    with torch.no_grad():
+        model.layer1[0].conv2.weight.zero_()
+    header = ckpt.new_header(None, model=ModelRef(name="resnet_tiny", kwargs=args), task="classification",
+                             input_shape=[3, 32, 32], num_classes=10)
+    ckpt.save(model.eval(), tmp_path / "z.safetensors", header)
+    r = run_cli("prune", tmp_path / "z.safetensors", "--method", "zero-groups", "-o", tmp_path / "c.safetensors")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    compact = ckpt.load(tmp_path / "c.safetensors")
+    assert compact.model.layer1[0].conv2.out_channels == model.layer1[0].conv2.out_channels
+    assert not compact.header.removed_modules
