@@ -143,10 +143,11 @@ def zero_fraction(model: nn.Module, names: list[str], threshold: float = 1e-6) -
 
 def search_status(header, cfg, threshold: float = 1e-6):
     """Per epoch of a search: the fraction of zero groups, and the MACs (and ratio) that removing
-    them now would give — a compression of a copy, the same code as `prune --method zero-groups`."""
+    them now would give — a compression of a copy, the same code as `prune --method zero-groups`
+    with its default `--fold reference` (all-zero bottleneck branches go)."""
     import copy
 
-    from prunecli.methods.zero_groups import zero_channels
+    from prunecli.methods.zero_groups import drop_zero_branches, zero_channels
     from prunecli.models import get_entry
     from prunecli.profiling.counts import count
     from prunecli.pruning.structured import prune_indices
@@ -160,6 +161,7 @@ def search_status(header, cfg, threshold: float = 1e-6):
             dense.append(count(trial, shape).macs)
         zeros, total = zero_fraction(trial, regularized_filters(trial, cfg.prunable, protected), threshold)
         removed, _, _ = zero_channels(trial, shape, protected, threshold)
+        drop_zero_branches(trial, shape, protected, threshold, removed)
         if removed:
             prune_indices(trial, shape, removed)
         macs = count(trial, shape).macs

@@ -53,7 +53,7 @@ def test_compact_model_is_smaller_and_close(searched):
                 "-o", compact, "--json")
     assert r.exit_code == 0, r.output + repr(r.exception)
     res = json.loads(r.stdout)
-    assert res["macs_after"] == metrics["macs_compressed"] < res["macs_before"]
+    assert metrics["macs_compressed"] <= res["macs_after"] < res["macs_before"]  # all-zero branches stay
     assert res["max_output_diff"] < 0.05 * res["output_scale"]  # folded; only 3×3 borders differ
     tops = []
     for path in (folder / "search.safetensors", compact):
@@ -73,12 +73,13 @@ def test_compact_model_is_smaller_and_close(searched):
 
 def test_default_compression_is_the_reference(searched):
     """No --threshold, no --fold: the paper's 1e-6 and its compression (constants dropped)."""
-    folder, _ = searched
+    folder, metrics = searched
     out = folder / "reference.safetensors"
     r = run_cli("prune", folder / "search.safetensors", "--method", "zero-groups", "-o", out, "--json")
     assert r.exit_code == 0, r.output + repr(r.exception)
     res = json.loads(r.stdout)
-    assert res["macs_after"] < res["macs_before"] and res["max_output_diff"] > 0
+    assert res["macs_after"] == metrics["macs_compressed"] < res["macs_before"]  # as the search reported
+    assert res["max_output_diff"] > 0
     masks = json.loads((folder / "reference.masks.json").read_text())
     assert masks["options"]["threshold"] == 1e-6 and masks["options"]["fold"] == "reference"
 
