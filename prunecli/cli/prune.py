@@ -81,12 +81,12 @@ def prune(
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
     from prunecli.methods import get_method
 
+    threshold, fold = _zero_groups_options(method, threshold, fold)
     if get_method(method).kind == "unstructured":
         return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
     chosen = get_method(method, kind="structured")
-    threshold, fold = _zero_groups_options(method, threshold, fold)
     if chosen.decide is not None:
         _check_decided(method, ratio, target_macs, threshold, data or reuse or not chosen.decide_needs_data)
     elif (ratio is None) == (target_macs is None):
