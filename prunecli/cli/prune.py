@@ -24,7 +24,7 @@ def prune(
     head_dim_ratio: Annotated[float | None, typer.Option(help="pruning ratio of attention head dims, their own scope (ViTs)")] = None,
     remove_blocks: Annotated[int, typer.Option(min=0, help="after width pruning, replace the N blocks matching --blocks with the lowest Taylor scores by identities (ConvNeXt-T-4.2G: 18)")] = 0,
     blocks: Annotated[str | None, typer.Option(help="glob of the removable blocks for --remove-blocks, e.g. 'stages.2.blocks.*' (timm ConvNeXt)")] = None,
-    threshold: Annotated[float | None, typer.Option(help="similarity: τ in (0,1), filters joined by an edge when mean similarity ≥ τ; zero-groups: filter-norm threshold (1e-6)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="similarity: τ in (0,1), filters joined by an edge when mean similarity ≥ τ; zero-groups: filter-norm threshold, default the paper's 1e-6")] = None,
     samples: Annotated[int, typer.Option(min=1, help="training images whose feature maps are hashed, a random draw seeded by --seed (similarity)")] = 100,
     reuse: Annotated[str | None, typer.Option(help="an `analyze --method similarity` report of this checkpoint: skip the feature maps")] = None,
     sparsity: Annotated[float | None, typer.Option(help="fraction of the prunable weights to zero (l1-unstructured)")] = None,
@@ -48,6 +48,7 @@ def prune(
     json: O.Json = False,
     nesterov: O.Nesterov = True,
     shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
+    fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -69,7 +70,9 @@ def prune(
 
       prunecli prune vgg.safetensors --method l1-unstructured --sparsity 0.8 --schedule iterative --data cifar100:DIR --finetune-epochs 10 --snapshots steps/ -o p.safetensors
 
-      prunecli prune search.safetensors --method zero-groups --threshold 1e-6 -o compact.safetensors
+      prunecli prune search.safetensors --method zero-groups -o compact.safetensors   # --threshold 1e-6 --fold reference
+
+      prunecli prune search.safetensors --method zero-groups --fold exact-1x1 -o compact.safetensors
 
       prunecli prune - --method l2 --ratio 0.3 -o - < a.safetensors | prunecli evaluate - --data digits
     """
@@ -80,6 +83,7 @@ def prune(
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
     from prunecli.methods import get_method
 
+    threshold, fold = _zero_groups_options(method, threshold, fold)
     if get_method(method).kind == "unstructured":
         return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
     if sparsity is not None:
@@ -108,6 +112,8 @@ def prune(
                "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse, "importance": importance,
                "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio, "remove_blocks": remove_blocks,
                "blocks": blocks}
+    if fold is not None:
+        options["fold"] = fold
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
                        batch_size=batch_size, options=options)
     if output != "-":
@@ -125,6 +131,18 @@ def _check_decided(method: str, ratio, target_macs, threshold, has_input) -> Non
         raise UserError(f"--method {method} needs --threshold in (0, 1), got {threshold}")
     if not has_input:
         raise UserError(f"--method {method} needs --data SPEC (feature maps) or --reuse REPORT")
+
+
+def _zero_groups_options(method: str, threshold, fold) -> tuple:
+    """zero-groups defaults: the paper's threshold 1e-6 and its compression (`--fold reference`);
+    similarity keeps --threshold required, and only zero-groups takes --fold."""
+    from prunecli.errors import UserError
+
+    if method != "zero-groups":
+        if fold is not None:
+            raise UserError(f"--fold is for --method zero-groups, not {method}")
+        return threshold, fold
+    return (1e-6 if threshold is None else threshold), (fold or "reference")
 
 
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",

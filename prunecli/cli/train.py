@@ -36,9 +36,9 @@ def train(
     normalization: Annotated[str, typer.Option(help="μ per filter: div μ/√(C_in·k²) (GSparsity), mul μ·√(C_in·k²), none")] = "div",
     prunable: Annotated[str, typer.Option(help="regularised convs: conv12 (conv1/conv2 in residual blocks, GSparsity) or all")] = "conv12",
     mu_scale: Annotated[list[str] | None, typer.Option(help="GLOB=FACTOR: multiply μ for matching layers (repeatable; GSparsity: 'layer2.*=2' 'layer3.*=2')")] = None,
-    prox_snap: Annotated[bool, typer.Option(help="set a filter whose prox output is 0 to exactly 0 (--no-prox-snap: the reference's convex step, zeros only approached)")] = True,
+    prox_snap: Annotated[bool, typer.Option(help="changes the algorithm: set a filter whose prox output is 0 to exactly 0 at once (ours: zero groups are exact zeros, not values below 1e-6, and BN sees them at once). Default: the reference's convex step x+ε(x̂−x), which only shrinks such a filter by 1−ε per step")] = False,
     loss: Annotated[str, typer.Option(help="reconstruction models: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse")] = "auto",
-    bn_recalibrate: Annotated[int | None, typer.Option(min=0, help="after each epoch recompute BatchNorm statistics on N train batches (default: 50 with proxsgd, whose abrupt zeros leave them stale; else 0)")] = None,
+    bn_recalibrate: Annotated[int, typer.Option(min=0, help="changes the algorithm: after each epoch recompute BatchNorm statistics on N train batches (ours, e.g. 50 with --prox-snap, whose abrupt zeros leave the running statistics stale). Default 0: the reference keeps the running statistics")] = 0,
     json: O.Json = False,
     nesterov: O.Nesterov = True,
 ) -> None:
@@ -57,6 +57,9 @@ def train(
 
     With --optimizer proxsgd (GSparsity's search; Yang et al. ICLR 2020) each epoch also reports
     the fraction of zero filter groups and the MACs that `prune --method zero-groups` would leave.
+    Its defaults are the reference algorithm (the convex step, BN statistics as training leaves
+    them); `--prox-snap --bn-recalibrate 50` is ours, a different algorithm (recipes/gsparsity
+    MODE=improved).
     """
     from prunecli.cli._output import print_result, table
     from prunecli.engine import run
@@ -77,7 +80,7 @@ def train(
                       label_smoothing=label_smoothing, seed=seed, workers=workers, mu=mu,
                       normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
                       prox_snap=prox_snap, loss=loss,
-                      bn_recalibrate=(50 if optimizer == "proxsgd" else 0) if bn_recalibrate is None else bn_recalibrate,
+                      bn_recalibrate=bn_recalibrate,
                       nesterov=nesterov)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})

@@ -34,7 +34,8 @@ class TrainConfig(BaseModel):
     normalization: Literal["div", "mul", "none"] = "div"
     prunable: Literal["conv12", "all"] = "conv12"
     mu_scale: dict[str, float] = Field(default_factory=dict, description="layer glob → factor on μ")
-    prox_snap: bool = True
+    prox_snap: bool = Field(False, description="set a filter whose prox output is 0 to exactly 0 (an algorithm "
+                            "change; the reference takes the convex step)")
     # reconstruction (MRI) fine-tuning
     strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"

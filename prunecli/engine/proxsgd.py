@@ -12,9 +12,11 @@ It minimises CE(W) + Σ_g μ_g‖W_g‖₂ over the output filters g of the chos
     regularised filter: x̃ = x − v/τ,  x̂ = max(0, 1 − μ_g/(τ‖x̃‖₂))·x̃,  x ← x + ε(x̂ − x)
     other tensors:      x ← x − εv/τ           (no weight decay)
 μ_g = μ · scale(layer) · normalisation: `div` μ/√(C_in·k·k) (the paper's), `mul` μ·√(C_in·k·k),
-`none` μ. The reference's convex step never reaches exact zeros (a filter whose prox is 0 only
-shrinks by 1−ε per step); with `snap` (our default) such a filter is set to exactly zero,
-as a step with ε = 1 would, so zero groups are zeros and not merely below 1e-6.
+`none` μ. The reference's convex step (our default) never reaches exact zeros: a filter whose
+prox is 0 only shrinks by 1−ε per step, and the 1e-6 threshold of `prune --method zero-groups`
+decides later. `snap` (`train --prox-snap`) is a different algorithm: such a filter is set to
+exactly zero at once, as a step with ε = 1 would, even when the convex step would have kept
+(1−ε) of its norm and a later gradient could have revived it.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class ProxSGD(torch.optim.Optimizer):
     (one scale τ per filter, prox with its `mu`); other groups take the element-wise Adam-like step."""
 
     def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, beta: float = 0.999, delta: float = 1e-8,
-                 mu: float = 0.0, snap: bool = True):
+                 mu: float = 0.0, snap: bool = False):
         if not 0 < rho <= 1:
             raise UserError(f"ProxSGD momentum ρ must be in (0, 1], got {rho}")
         defaults = {"lr": lr, "rho": rho, "beta": beta, "delta": delta, "mu": mu, "snap": snap, "regularized": False}
@@ -141,10 +143,11 @@ def zero_fraction(model: nn.Module, names: list[str], threshold: float = 1e-6) -
 
 def search_status(header, cfg, threshold: float = 1e-6):
     """Per epoch of a search: the fraction of zero groups, and the MACs (and ratio) that removing
-    them now would give — a compression of a copy, the same code as `prune --method zero-groups`."""
+    them now would give — a compression of a copy, the same code as `prune --method zero-groups`
+    with its default `--fold reference` (all-zero bottleneck branches go)."""
     import copy
 
-    from prunecli.methods.zero_groups import zero_channels
+    from prunecli.methods.zero_groups import drop_zero_branches, zero_channels
     from prunecli.models import get_entry
     from prunecli.profiling.counts import count
     from prunecli.pruning.structured import prune_indices
@@ -158,6 +161,7 @@ def search_status(header, cfg, threshold: float = 1e-6):
             dense.append(count(trial, shape).macs)
         zeros, total = zero_fraction(trial, regularized_filters(trial, cfg.prunable, protected), threshold)
         removed, _, _ = zero_channels(trial, shape, protected, threshold)
+        drop_zero_branches(trial, shape, protected, threshold, removed)
         if removed:
             prune_indices(trial, shape, removed)
         macs = count(trial, shape).macs

@@ -7,15 +7,24 @@ feeding one residual channel) has ‖W_f‖₂ < `--threshold` (1e-6 as the pape
 removes the coupled BN entries and the consumers' input columns.
 
 A zero filter does not output zero after BatchNorm: it outputs the constant β − γμ/σ, and
-ReLU of it still reaches the next layer. Removing the channel would drop that constant, so
-before removal we measure, on a probe batch, each consumer's input on the removed channels
-(a constant) and fold `const · ΣW[:, c]` into the consumer's bias, or into the running mean of
-the BatchNorm right after it. This is exact for 1×1 consumers and Linear layers, and for the
-interior pixels of padded k×k convolutions; at image borders the zero padding meets the
-constant only partly, so a small difference remains there. `prune` reports the largest output
-difference it measured (`max_output_diff`) so the choice is visible. A layer whose filters are
-all zero keeps one (zero) channel; the paper's ResNet-50 code drops the whole residual branch
-then, which saves that branch's remaining MACs too.
+ReLU of it still reaches the next layer. `--fold` chooses what happens to that constant:
+
+* `reference` (the default; the paper's `models_with_reduce_conv12.py` + `transfer_model_parameters`):
+  the constant is dropped — kept filters, their BN entries and the consumers' kept input columns
+  are copied, nothing else. A bottleneck whose conv1 or conv2 lost every filter loses its whole
+  residual branch: the block computes ReLU(shortcut(x)). Here that branch's BatchNorms are set to
+  output exactly 0; a block that then computes its input unchanged (no downsample; its input is
+  a ReLU output) is replaced by an identity, otherwise one zero channel per conv remains as a
+  stub (the checkpoint can only remove channels or replace modules), computing 0.
+* `exact-1x1` (ours): before removal we measure, on a probe batch, each consumer's input on the
+  removed channels (a constant) and fold `const · ΣW[:, c]` into the consumer's bias, or into the
+  running mean of the BatchNorm right after it. Exact for 1×1 consumers and Linear layers and for
+  the interior pixels of padded k×k convolutions; at image borders the zero padding meets the
+  constant only partly, so a difference remains there. A layer whose filters are all zero keeps
+  one (zero) channel, its constant folded.
+
+Either way `prune` reports the largest output difference it measured on a probe batch
+(`max_output_diff`, beside `output_scale`), so the cost of the choice is visible.
 """
 
 from __future__ import annotations
@@ -126,22 +135,113 @@ def _batchnorm_after(module: nn.Module, graph):
     return None
 
 
-def decide(loaded, options: dict) -> tuple[dict, dict]:
-    """Channels whose producing filters are all below `options['threshold']`, constants folded."""
-    from prunecli.cli._output import warn
+FOLDS = ("reference", "exact-1x1")
 
+
+def decide(loaded, options: dict) -> tuple[dict, dict]:
+    """Channels whose producing filters are all below `options['threshold']`; constants dropped
+    with the reference's all-zero branches removed (`fold=reference`), or folded (`exact-1x1`)."""
+    from prunecli.cli._output import err, warn
+    from prunecli.errors import UserError
+
+    fold = options.get("fold") or "reference"
+    if fold not in FOLDS:
+        raise UserError(f"--fold {fold!r}: use reference or exact-1x1")
     model, shape = loaded.model, loaded.header.input_shape
     removed, consumers, graph = zero_channels(model, shape, loaded.entry.protected, options["threshold"])
-    unfolded = fold_constants(model, shape, consumers, graph)
-    if unfolded:
-        warn(f"cannot fold the removed channels' constant output into {', '.join(unfolded[:3])} "
-             "(no bias, no BatchNorm after it): the compact model's output differs")
-    details = {root: {"threshold": options["threshold"], "zero_channels": len(idxs)} for root, idxs in removed.items()}
+    branches: list[str] = []
+    if fold == "exact-1x1":
+        unfolded = fold_constants(model, shape, consumers, graph)
+        if unfolded:
+            warn(f"cannot fold the removed channels' constant output into {', '.join(unfolded[:3])} "
+                 "(no bias, no BatchNorm after it): the compact model's output differs")
+    else:
+        branches, gone = drop_zero_branches(model, shape, loaded.entry.protected, options["threshold"], removed)
+        if branches:
+            err.print(f"residual branches removed (a conv lost every filter): {len(branches)}, "
+                      f"{len(gone)} of them whole blocks now identities")
+    details = {root: {"threshold": options["threshold"], "zero_channels": len(idxs), "fold": fold,
+                      **({"branch_removed": True} if root.rpartition(".")[0] in branches else {})}
+               for root, idxs in removed.items()}
     return removed, details
+
+
+def drop_zero_branches(model: nn.Module, input_shape, protected: tuple[str, ...], threshold: float,
+                       removed: dict) -> tuple[list[str], list[str]]:
+    """The reference's treatment of a bottleneck whose conv1 or conv2 has no filter left: the branch
+    goes. Updates `removed` in place; returns (blocks whose branch went, blocks now identities)."""
+    from prunecli.pruning.blocks import replace_with_identity
+
+    named = dict(model.named_modules())
+    blocks = [b for b in _conv12_blocks(model, protected)
+              if any(bool((_filters(c, list(range(c.out_channels))) < threshold).all())
+                     for c in (named[f"{b}.conv1"], named[f"{b}.conv2"]))]
+    if not blocks:
+        return [], []
+    with torch.no_grad():
+        for block in blocks:
+            for child in named[block].children():
+                if isinstance(child, nn.modules.batchnorm._BatchNorm | nn.Conv2d):
+                    child.weight.zero_()  # the branch ends in a BN (checked): γ = β = 0 → it outputs 0
+                    if child.bias is not None:
+                        child.bias.zero_()
+    unchanged = _computes_its_input(model, input_shape, blocks)
+    for block in blocks:
+        for conv in ("conv1", "conv2"):
+            name = f"{block}.{conv}"
+            removed.pop(name, None)
+            if block not in unchanged:
+                removed[name] = list(range(1, named[name].out_channels))  # a zero stub channel remains
+    replace_with_identity(model, unchanged)
+    return blocks, unchanged
+
+
+def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
+    """Bottlenecks, as the reference's code knows them: modules with conv1, conv2, conv3 and BatchNorm
+    children. (In a basic block conv2 writes into the residual stream itself: its channels are
+    coupled to every block of the stage, so its branch cannot go by removing conv2's filters.)"""
+    from prunecli.errors import UserError
+
+    try:
+        from prunecli.engine.proxsgd import regularized_filters
+
+        names = regularized_filters(model, "conv12", protected)
+    except UserError:
+        return []
+    named = dict(model.named_modules())
+    parents = sorted({n.rpartition(".")[0] for n in names})
+    return [p for p in parents if f"{p}.conv1" in names and f"{p}.conv2" in names
+            and isinstance(getattr(named[p], "conv3", None), nn.Conv2d)
+            and any(isinstance(c, nn.modules.batchnorm._BatchNorm) for c in named[p].children())]
+
+
+def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> list[str]:
+    """The blocks whose output equals their input on a probe batch (safe to replace by identities)."""
+    from prunecli.profiling.counts import example_input
+
+    named, same = dict(model.named_modules()), {}
+
+    def hook(name):
+        def check(module, inputs, output) -> None:
+            same[name] = isinstance(output, torch.Tensor) and torch.equal(inputs[0], output)
+        return check
+
+    handles = [named[b].register_forward_hook(hook(b)) for b in blocks]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input(input_shape, batch=4))
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return [b for b in blocks if same.get(b)]
 
 
 register_method(Method(
     "zero-groups", "structured", "Chatzimichailidis et al. AutoML-Conf 2022 (GSparsity)",
-    "remove channels whose filters a group-sparse search zeroed (--threshold 1e-6), constants folded",
+    "remove channels whose filters a group-sparse search zeroed (--threshold 1e-6); --fold reference "
+    "(constants dropped, all-zero branches removed) or exact-1x1 (constants folded)",
     decide=decide, decide_needs_data=False, check_output=True,
 ))

@@ -120,8 +120,10 @@ class SlimVGG(VGG):
     description="tiny torchvision ResNet (Bottleneck ×[1,1,1,1], widths 8-64) for tests",
     **TINY,
 )
-def tv_resnet_tiny(num_classes: int = 10):
-    return SlimResNet(Bottleneck, [1, 1, 1, 1], (8, 16, 32, 64), num_classes)
+def tv_resnet_tiny(num_classes: int = 10, blocks: int = 1):
+    """`blocks`: bottlenecks per stage; with 2, each stage also has a block without downsample
+    (as ResNet-50 has), which tests of block removal need."""
+    return SlimResNet(Bottleneck, [blocks] * 4, (8, 16, 32, 64), num_classes)
 
 
 @register_model(

@@ -63,10 +63,10 @@ def _decided(method, loaded, options: dict) -> tuple:
         probe = example_input(shape, batch=4)
         with torch.no_grad():
             reference = model.eval()(probe)
+    before = count(model, shape)  # before deciding: a decision may already replace blocks (zero-groups)
     removed, details = method.decide(loaded, options)
     if method.decide_needs_data and options.get("reuse"):
         record = _reused_calibration(options["reuse"])
-    before = count(model, shape)
     layers = prune_indices(model, shape, removed, details)
     total = sum(layer["channels_before"] for layer in layers) or 1
     ratio = sum(len(layer["removed"]) for layer in layers) / total
