@@ -198,11 +198,19 @@ def test_batchnorm_resnet_scopes_with_taylor_on_digits(tmp_path):
     stem/shortcut + every conv2 of the stage), and one scope holding all nine conv1→BN→conv2
     groups although they are 16, 32 and 64 wide. A singleton scope loses exactly p; the shared
     scope loses p of its 336 channels in total, spread unevenly over its layers by one global
-    ranking. Per-layer pruning would cut every conv1 by exactly p; plain global ranking would
-    let the residual groups compete with the conv1 groups.
+    ranking. Half the channels of layer3.2.conv1 are switched off (BN γ = β = 0: zero output and
+    zero gradient, so a Taylor score of 0 in BN's train or eval mode); ranked across the scope they
+    all go, where per-layer pruning would take 16 of 64 from that layer. Plain global ranking
+    would let the residual groups compete with the conv1 groups.
     """
     base, out = tmp_path / "r20.safetensors", tmp_path / "p.safetensors"
     assert run_cli("train", "--model", "resnet20", "--data", "digits", "--epochs", "0", "-o", base).exit_code == 0
+    loaded = ckpt.load(base)
+    dead = list(range(0, 64, 2))
+    with torch.no_grad():
+        loaded.model.layer3[2].bn1.weight[dead] = 0
+        loaded.model.layer3[2].bn1.bias[dead] = 0
+    ckpt.save(loaded.model, base, loaded.header)
     r = run_cli("prune", base, "--method", "isomorphic", "--importance", "taylor", "--ratio", "0.25",
                 "--round-to", "2", "--calib-data", "digits", "--calib-batches", "2", "--batch-size", "32",
                 "-o", out, "--json")
@@ -220,8 +228,8 @@ def test_batchnorm_resnet_scopes_with_taylor_on_digits(tmp_path):
     # ⌊336·(1−p)⌋ kept; round_to 2 then rounds each layer's remainder down to even (≤ 1 more each)
     assert total - int(total * 0.75) <= removed <= total - int(total * 0.75) + len(inner)
     assert all(layer["channels_after"] % 2 == 0 for layer in inner)
-    fractions = {layer["channels_after"] / layer["channels_before"] for layer in inner}
-    assert len(fractions) > 1 and max(fractions) - min(fractions) >= 0.1  # ranked together, not per layer
+    assert set(dead) <= set(layers["layer3.2.conv1"]["removed"])  # all 32, not 16: ranked across the scope
+    assert len({layer["channels_after"] / layer["channels_before"] for layer in inner}) > 1
     assert res["macs_after"] < 0.75 * res["macs_before"] and res["params_after"] < res["params_before"]
     model = ckpt.load(out).model
     assert model.layer3[2].conv1.out_channels == layers["layer3.2.conv1"]["channels_after"]
