@@ -39,11 +39,11 @@ NONE = "—"
 
 
 def size(n: float | None) -> str:
-    """Paper style (4.16G, 20.69M), scaled down to K for the tiny smoke models."""
+    """Paper style (4.16G, 0.62G, 20.69M), scaled down to K for the tiny smoke models."""
     if n is None:
         return NONE
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
+        if n >= 0.1 * scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
 
