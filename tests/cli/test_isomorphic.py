@@ -76,16 +76,54 @@ def test_target_macs_within_two_percent_with_taylor(model, bases, tmp_path):
     assert header.lineage[-1].options["importance"] == "taylor"
 
 
+# Per-head scale of the attention weights in block 0 and block 1. After Torch-Pruning's per-group
+# mean normalisation both layers' head scores average 1, but block 0 holds three weak heads and
+# one strong one while block 1's four are nearly equal: the 4 lowest of all 8 are block 0's heads
+# 0, 1, 2 and block 1's head 0 (3 + 1), where ranking within each layer takes 2 + 2.
+HEAD_SCALES = ((0.1, 0.2, 0.3, 3.4), (0.9, 0.95, 1.05, 1.1))
+
+
+def _vit_with_crafted_heads(path, tmp_path):
+    """The trained vit_tiny_test with its qkv/proj weights set to HEAD_SCALES[layer][head] · b[dim]
+    (b rising with the in-head dim, so head dims have distinct scores too), saved as a checkpoint."""
+    loaded = ckpt.load(path)
+    model = loaded.model
+    with torch.no_grad():
+        for block, scales in zip(model.blocks, HEAD_SCALES, strict=True):
+            attn = block.attn
+            head_dim = attn.head_dim
+            per_dim = 1 + 0.1 * torch.arange(head_dim)
+            channel = (torch.tensor(scales).unsqueeze(1) * per_dim).flatten()  # (heads · head_dim,)
+            rows = channel.repeat(3)  # q, k and v rows of the same head and dim
+            attn.qkv.weight.copy_(0.05 * rows.unsqueeze(1).expand_as(attn.qkv.weight))
+            attn.qkv.bias.zero_()
+            attn.proj.weight.copy_(0.05 * channel.unsqueeze(0).expand_as(attn.proj.weight))
+    out = tmp_path / "crafted.safetensors"
+    ckpt.save(model, out, loaded.header)
+    return out
+
+
 def test_heads_ranked_across_layers_and_reload(bases, tmp_path):
+    """--head-ratio 0.5 removes the 4 globally weakest of 2×4 heads: 3 from block 0, 1 from block 1.
+
+    Ranking within each layer (TP's local pruning, or global_pruning=False) removes 2 + 2 here.
+    """
+    src = _vit_with_crafted_heads(bases["vit_tiny_test"], tmp_path)
     out = tmp_path / "h.safetensors"
-    r = run_cli("prune", bases["vit_tiny_test"], "--method", "isomorphic", "--importance", "l1", "--ratio", "0.25",
-                "--head-ratio", "0.5", "-o", out, "--json")
+    r = run_cli("prune", src, "--method", "isomorphic", "--importance", "l1", "--ratio", "0.25",
+                "--head-ratio", "0.5", "--head-dim-ratio", "0.25", "-o", out, "--json")
     assert r.exit_code == 0, r.output + repr(r.exception)
     model = ckpt.load(out).model
-    heads = [b.attn.num_heads for b in model.blocks]
-    assert sum(heads) == 4  # half of the 2×4 heads, chosen globally
+    assert [b.attn.num_heads for b in model.blocks] == [1, 3]
+    assert [b.attn.head_dim for b in model.blocks] == [12, 12]  # the 4 weakest of 16 dims (own scope, p_d=0.25)
     for b in model.blocks:
         assert b.attn.qkv.out_features == 3 * b.attn.num_heads * b.attn.head_dim
+        assert b.attn.proj.in_features == b.attn.num_heads * b.attn.head_dim
+    masks = {layer["name"]: layer for layer in json.loads((tmp_path / "h.masks.json").read_text())["layers"]}
+    # block 0 keeps its strong head 3, block 1 drops its weakest head 0; both keep in-head dims 4..15
+    assert masks["blocks.0.attn.qkv"]["kept"] == [q * 64 + 3 * 16 + d for q in range(3) for d in range(4, 16)]
+    assert masks["blocks.1.attn.qkv"]["kept"] == [q * 64 + h * 16 + d for q in range(3) for h in (1, 2, 3)
+                                                  for d in range(4, 16)]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
 
@@ -151,6 +189,52 @@ def test_evaluate_uses_the_timm_models_own_preprocessing(bases, tmp_path):
     assert json.loads(r.stdout)["preprocess"]["interpolation"] == "bilinear"
     r = run_cli("evaluate", bases["vit_tiny_test"], "--data", DATA, "--device", "cpu", "--json")
     assert json.loads(r.stdout)["preprocess"] is None  # in-memory tensors are already at the model's size
+
+
+def test_batchnorm_resnet_scopes_with_taylor_on_digits(tmp_path):
+    """CIFAR ResNet-20 (BatchNorm, 1×1 projection shortcuts), Taylor scores from digits batches.
+
+    Torch-Pruning's dependency tags give four scopes: each stage's residual channels alone (the
+    stem/shortcut + every conv2 of the stage), and one scope holding all nine conv1→BN→conv2
+    groups although they are 16, 32 and 64 wide. A singleton scope loses exactly p; the shared
+    scope loses p of its 336 channels in total, spread unevenly over its layers by one global
+    ranking. Half the channels of layer3.2.conv1 are switched off (BN γ = β = 0: zero output and
+    zero gradient, so a Taylor score of 0 in BN's train or eval mode); ranked across the scope they
+    all go, where per-layer pruning would take 16 of 64 from that layer. Plain global ranking
+    would let the residual groups compete with the conv1 groups.
+    """
+    base, out = tmp_path / "r20.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "resnet20", "--data", "digits", "--epochs", "0", "-o", base).exit_code == 0
+    loaded = ckpt.load(base)
+    dead = list(range(0, 64, 2))
+    with torch.no_grad():
+        loaded.model.layer3[2].bn1.weight[dead] = 0
+        loaded.model.layer3[2].bn1.bias[dead] = 0
+    ckpt.save(loaded.model, base, loaded.header)
+    r = run_cli("prune", base, "--method", "isomorphic", "--importance", "taylor", "--ratio", "0.25",
+                "--round-to", "2", "--calib-data", "digits", "--calib-batches", "2", "--batch-size", "32",
+                "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads(r.stdout)
+    layers = {layer["name"]: layer for layer in json.loads((tmp_path / "p.masks.json").read_text())["layers"]}
+    residual = {"conv1": 16, "layer2.0.shortcut.0": 32, "layer3.0.shortcut.0": 64}
+    residual.update({f"layer{s}.{b}.conv2": w for s, w in ((1, 16), (2, 32), (3, 64)) for b in range(3)})
+    for name, width in residual.items():
+        assert layers[name]["channels_after"] == width * 3 // 4, name  # alone in its scope: exactly p
+    inner = [layers[f"layer{s}.{b}.conv1"] for s in (1, 2, 3) for b in range(3)]
+    total = sum(layer["channels_before"] for layer in inner)
+    assert total == 336
+    removed = sum(layer["channels_before"] - layer["channels_after"] for layer in inner)
+    # ⌊336·(1−p)⌋ kept; round_to 2 then rounds each layer's remainder down to even (≤ 1 more each)
+    assert total - int(total * 0.75) <= removed <= total - int(total * 0.75) + len(inner)
+    assert all(layer["channels_after"] % 2 == 0 for layer in inner)
+    assert set(dead) <= set(layers["layer3.2.conv1"]["removed"])  # all 32, not 16: ranked across the scope
+    assert len({layer["channels_after"] / layer["channels_before"] for layer in inner}) > 1
+    assert res["macs_after"] < 0.75 * res["macs_before"] and res["params_after"] < res["params_before"]
+    model = ckpt.load(out).model
+    assert model.layer3[2].conv1.out_channels == layers["layer3.2.conv1"]["channels_after"]
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
 
 
 @pytest.mark.slow
