@@ -15,7 +15,7 @@ import torch
 
 from prunecli.cli._output import err, progress, table
 from prunecli.errors import UserError
-from prunecli.methods.similarity import phash_bits, select, similarity_sum
+from prunecli.methods.similarity import phash_bits, select, similarity_sum, tied_layers
 from prunecli.profiling.counts import count
 from prunecli.pruning.structured import channel_groups, prune_indices
 
@@ -80,14 +80,24 @@ def from_report(path: str, loaded, groups) -> dict:
     return matrices
 
 
-def decisions(groups, matrices: dict, threshold: float) -> tuple[dict, dict]:
-    """Deleted indices and graph facts per deciding conv at threshold τ."""
+def decisions(groups, matrices: dict, threshold: float, selection: str = "reference",
+              tied=()) -> tuple[dict, dict]:
+    """Deleted indices and graph facts per deciding conv at threshold τ.
+
+    `tied` (follower, leader) pairs: the follower (VGG's hidden FC) loses the same output
+    indices as the leader conv, as in the reference (the model entry declares them).
+    """
     removed, details = {}, {}
     for g in groups:
-        sel = select(matrices[g.decider], threshold)
+        sel = select(matrices[g.decider], threshold, selection)
         removed[g.decider] = sel["deleted"]
         details[g.decider] = {"threshold": threshold, "graph_nodes": g.channels, "edges": sel["edges"],
-                              "kept_degree": [sel["degree"][i] for i in sel["kept"]], "decided_by": g.decider}
+                              "kept_degree": [sel["degree"][i] for i in sel["kept"]], "decided_by": g.decider,
+                              "selection": selection}
+    for follower, leader in tied:
+        if leader in removed:
+            removed[follower] = list(removed[leader])
+            details[follower] = {"threshold": threshold, "decided_by": leader, "tied_to": leader}
     return removed, details
 
 
@@ -101,11 +111,13 @@ def analyze(loaded, opts) -> dict:
                        resolve_device(opts.device), loaded.header)
     model.cpu()
     base = count(model, shape)
-    layers = [_layer_report(g, matrices[g.decider], opts.thresholds) for g in groups]
+    selection = opts.selection
+    tied = tied_layers(model, loaded.entry)
+    layers = [_layer_report(g, matrices[g.decider], opts.thresholds, selection) for g in groups]
     sweep = []
     for tau in opts.thresholds:
         pruned = copy.deepcopy(model)
-        prune_indices(pruned, shape, decisions(groups, matrices, tau)[0])
+        prune_indices(pruned, shape, decisions(groups, matrices, tau, selection, tied)[0])
         after = count(pruned, shape)
         sweep.append({"threshold": tau, "macs": after.macs, "params": after.params,
                       "macs_reduction": 1 - after.macs / base.macs, "params_reduction": 1 - after.params / base.params})
@@ -114,12 +126,12 @@ def analyze(loaded, opts) -> dict:
     return {"samples": opts.samples, "macs": base.macs, "params": base.params, "layers": layers, "sweep": sweep}
 
 
-def _layer_report(group, sim: torch.Tensor, thresholds) -> dict:
+def _layer_report(group, sim: torch.Tensor, thresholds, selection: str = "reference") -> dict:
     c = sim.shape[0]
     off = sim[~torch.eye(c, dtype=torch.bool)] if c > 1 else torch.zeros(1)
     per_tau = []
     for tau in thresholds:
-        sel = select(sim, tau)
+        sel = select(sim, tau, selection)
         per_tau.append({"threshold": tau, "kept": len(sel["kept"]), "edges": sel["edges"],
                         "degree_histogram": torch.bincount(torch.tensor(sel["degree"]), minlength=1).tolist()})
     q = torch.quantile(off.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()

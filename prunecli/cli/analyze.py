@@ -24,6 +24,7 @@ def analyze(
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
     json: O.Json = False,
+    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)")] = "reference",
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
@@ -69,7 +70,7 @@ def analyze(
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
                            batch_size=batch_size, device=device, samples=samples,
                            thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot,
-                           compare=compare, layers=tuple(layers or ()))
+                           compare=compare, layers=tuple(layers or ()), selection=selection)
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

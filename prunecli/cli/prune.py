@@ -46,6 +46,7 @@ def prune(
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
     json: O.Json = False,
+    selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -83,6 +84,8 @@ def prune(
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
     chosen = get_method(method, kind="structured")
+    if selection not in ("reference", "strength"):
+        raise UserError(f"--selection must be reference or strength, got {selection!r}")
     if chosen.decide is not None:
         _check_decided(method, ratio, target_macs, threshold, data or reuse or not chosen.decide_needs_data)
     elif (ratio is None) == (target_macs is None):
@@ -105,7 +108,7 @@ def prune(
                "round_to": round_to, "max_ratio": max_ratio, "data": data, "calib_batches": calib_batches,
                "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse, "importance": importance,
                "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio, "remove_blocks": remove_blocks,
-               "blocks": blocks}
+               "blocks": blocks, "selection": selection}
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
                        batch_size=batch_size, options=options)
     if output != "-":
