@@ -193,7 +193,7 @@ def tied_layers(model, entry) -> list[tuple[str, str]]:
 
 
 register_method(Method(
-    "similarity", "structured", "Li et al. PRL 2023",
+    "similarity", "structured", "Jiang Li et al. PRL 2023",
     "feature-map pHash similarity graph, greedy representative per neighbourhood (--threshold τ)",
     decide=decide,
 ))
