@@ -14,7 +14,7 @@ import random
 import pytest
 import torch
 
-from prunecli.methods.similarity import select, similarity_sum
+from prunecli.methods.similarity import _sum_left_to_right, select, similarity_sum
 
 
 class ReferenceGraph:
@@ -58,6 +58,15 @@ class ReferenceGraph:
         return [self.es_label[e] for e in sorted(candidates)]
 
 
+def sum38(values) -> float:
+    """The reference's `sum()` under its Python 3.8: left-to-right float additions (Python ≥ 3.12
+    compensates the rounding, which would move ties)."""
+    total = 0
+    for v in values:
+        total = total + v
+    return total
+
+
 def reference_deleted(sim: list[list[float]], filters_num: int, threshold: float) -> set[int]:
     """`FilterSelection.__create_graph__` + `__filter_vertices__`, transcribed.
 
@@ -89,10 +98,10 @@ def reference_deleted(sim: list[list[float]], filters_num: int, threshold: float
         if len(neighbors) == 0:
             saved_vertices.add(vertex)
             continue
-        max_degree, max_weight = g.degree(vertex), sum(g.es_select_source(vertex))
+        max_degree, max_weight = g.degree(vertex), sum38(g.es_select_source(vertex))
         saved_vertex = vertex
         for neighbor in neighbors:
-            tmp_degree, tmp_weight = g.degree(neighbor), sum(g.es_select_source(neighbor))
+            tmp_degree, tmp_weight = g.degree(neighbor), sum38(g.es_select_source(neighbor))
             if (tmp_degree > max_degree) or (tmp_degree == max_degree and tmp_weight > max_weight):
                 max_degree, max_weight, saved_vertex = tmp_degree, tmp_weight, neighbor
         saved_vertices.add(saved_vertex)
@@ -161,3 +170,8 @@ def test_reference_weights_are_python_rounded_float64_means():
 def test_unknown_selection_is_refused():
     with pytest.raises(ValueError, match="selection"):
         select(_hand_graph(), 0.8, "sideways")
+
+
+def test_weights_are_added_left_to_right_as_python_3_8_did():
+    """Python 3.12's `sum()` compensates rounding (0.1 × 10 → 1.0); the reference's 3.8 did not."""
+    assert _sum_left_to_right([0.1] * 10) == sum38([0.1] * 10) == 0.9999999999999999
