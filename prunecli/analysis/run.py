@@ -37,7 +37,7 @@ ANALYSES: dict[str, Analysis] = {
     ),
     "similarity": Analysis(
         "prunecli.analysis.similarity", needs_data=True,
-        options=("data", "samples", "thresholds", "batch_size", "device", "plot", "seed"),
+        options=("data", "samples", "thresholds", "batch_size", "device", "plot", "seed", "selection"),
     ),
     "cka": Analysis(
         "prunecli.analysis.cka", needs_data=True,
@@ -68,6 +68,8 @@ class AnalysisOptions:
     """Seed of the random draw of training images (similarity's --samples)."""
     cka_modules: str = "layers"
     """cka: `layers` (Conv2d/Linear or `layers`) or `all` (every named_modules() entry, torch_cka's default)."""
+    selection: str = "reference"
+    """Similarity tie-break rule: "reference" (the paper's code) or "strength" (ours)."""
 
 
 def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:
@@ -95,6 +97,8 @@ def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
     if analysis is None:
         raise UserError(f"method {method.name!r} is a {method.kind} method with no analysis; "
                         "use it with `prunecli prune`")
+    if opts.selection not in ("reference", "strength"):
+        raise UserError(f"--selection must be reference or strength, got {opts.selection!r}")
     if analysis.needs_data and not opts.data:
         raise UserError(f"--method {method.name} evaluates the model: give --data SPEC (validation data)")
     return analysis

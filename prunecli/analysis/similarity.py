@@ -15,7 +15,7 @@ import torch
 
 from prunecli.cli._output import err, progress, table
 from prunecli.errors import UserError
-from prunecli.methods.similarity import phash_bits, select, similarity_sum
+from prunecli.methods.similarity import phash_bits, select, similarity_sum, tied_layers
 from prunecli.profiling.counts import count
 from prunecli.pruning.structured import channel_groups, prune_indices
 
@@ -50,7 +50,7 @@ def collect(model, groups, calibration, device: str) -> dict:
     finally:
         for h in handles:
             h.remove()
-    return {name: (s / seen).float().cpu() for name, s in sums.items()}
+    return {name: (s / seen).cpu() for name, s in sums.items()}
 
 
 def draw_samples(loaded, opts):
@@ -74,21 +74,31 @@ def from_report(path: str, loaded, groups) -> dict:
         raise UserError(f"--reuse {path} is not a `prunecli analyze --method similarity` report")
     if report.get("sha256") != loaded.sha256:
         raise UserError(f"--reuse {path} was computed for another checkpoint (sha256 differs)")
-    matrices = {layer["name"]: torch.tensor(layer["matrix"]) for layer in report.get("layers", [])}
+    matrices = {layer["name"]: torch.tensor(layer["matrix"], dtype=torch.float64) for layer in report.get("layers", [])}
     missing = [g.decider for g in groups if g.decider not in matrices]
     if missing:
         raise UserError(f"--reuse {path} has no similarity matrix for {', '.join(missing[:3])}")
     return matrices
 
 
-def decisions(groups, matrices: dict, threshold: float) -> tuple[dict, dict]:
-    """Deleted indices and graph facts per deciding conv at threshold τ."""
+def decisions(groups, matrices: dict, threshold: float, selection: str = "reference",
+              tied=()) -> tuple[dict, dict]:
+    """Deleted indices and graph facts per deciding conv at threshold τ.
+
+    `tied` (follower, leader) pairs: the follower (VGG's hidden FC) loses the same output
+    indices as the leader conv, as in the reference (the model entry declares them).
+    """
     removed, details = {}, {}
     for g in groups:
-        sel = select(matrices[g.decider], threshold)
+        sel = select(matrices[g.decider], threshold, selection)
         removed[g.decider] = sel["deleted"]
         details[g.decider] = {"threshold": threshold, "graph_nodes": g.channels, "edges": sel["edges"],
-                              "kept_degree": [sel["degree"][i] for i in sel["kept"]], "decided_by": g.decider}
+                              "kept_degree": [sel["degree"][i] for i in sel["kept"]], "decided_by": g.decider,
+                              "selection": selection}
+    for follower, leader in tied:
+        if leader in removed:
+            removed[follower] = list(removed[leader])
+            details[follower] = {"threshold": threshold, "decided_by": leader, "tied_to": leader}
     return removed, details
 
 
@@ -104,11 +114,13 @@ def analyze(loaded, opts) -> dict:
     matrices = collect(model, groups, calibration, resolve_device(opts.device))
     model.cpu()
     base = count(model, shape)
-    layers = [_layer_report(g, matrices[g.decider], opts.thresholds) for g in groups]
+    selection = opts.selection
+    tied = tied_layers(model, loaded.entry)
+    layers = [_layer_report(g, matrices[g.decider], opts.thresholds, selection) for g in groups]
     sweep = []
     for tau in opts.thresholds:
         pruned = copy.deepcopy(model)
-        prune_indices(pruned, shape, decisions(groups, matrices, tau)[0])
+        prune_indices(pruned, shape, decisions(groups, matrices, tau, selection, tied)[0])
         after = count(pruned, shape)
         sweep.append({"threshold": tau, "macs": after.macs, "params": after.params,
                       "macs_reduction": 1 - after.macs / base.macs, "params_reduction": 1 - after.params / base.params})
@@ -118,12 +130,12 @@ def analyze(loaded, opts) -> dict:
             "calibration": {**calibration.record, "mode": "eval"}}
 
 
-def _layer_report(group, sim: torch.Tensor, thresholds) -> dict:
+def _layer_report(group, sim: torch.Tensor, thresholds, selection: str = "reference") -> dict:
     c = sim.shape[0]
     off = sim[~torch.eye(c, dtype=torch.bool)] if c > 1 else torch.zeros(1)
     per_tau = []
     for tau in thresholds:
-        sel = select(sim, tau)
+        sel = select(sim, tau, selection)
         per_tau.append({"threshold": tau, "kept": len(sel["kept"]), "edges": sel["edges"],
                         "degree_histogram": torch.bincount(torch.tensor(sel["degree"]), minlength=1).tolist()})
     q = torch.quantile(off.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()

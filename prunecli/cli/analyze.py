@@ -26,6 +26,7 @@ def analyze(
     json: O.Json = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
     cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)")] = "layers",
+    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)")] = "reference",
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
@@ -74,7 +75,8 @@ def analyze(
     opts = AnalysisOptions(data=data, ratios=parse_ratios(ratios), max_batches=max_batches,
                            batch_size=batch_size, device=device, samples=samples,
                            thresholds=parse_ratios(thresholds, "--thresholds"), plot=plot,
-                           compare=compare, layers=tuple(layers or ()), seed=seed, cka_modules=cka_modules)
+                           compare=compare, layers=tuple(layers or ()), seed=seed, cka_modules=cka_modules,
+                           selection=selection)
     resolve(method, opts)  # option errors before torch is imported
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":

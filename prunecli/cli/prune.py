@@ -49,6 +49,7 @@ def prune(
     nesterov: O.Nesterov = True,
     shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
+    selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -89,6 +90,8 @@ def prune(
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
     chosen = get_method(method, kind="structured")
+    if selection not in ("reference", "strength"):
+        raise UserError(f"--selection must be reference or strength, got {selection!r}")
     if chosen.decide is not None:
         _check_decided(method, ratio, target_macs, threshold, data or reuse or not chosen.decide_needs_data)
     elif (ratio is None) == (target_macs is None):
@@ -111,7 +114,7 @@ def prune(
                "round_to": round_to, "max_ratio": max_ratio, "data": data, "calib_batches": calib_batches,
                "seed": seed, "threshold": threshold, "samples": samples, "reuse": reuse, "importance": importance,
                "head_ratio": head_ratio, "head_dim_ratio": head_dim_ratio, "remove_blocks": remove_blocks,
-               "blocks": blocks}
+               "blocks": blocks, "selection": selection}
     if fold is not None:
         options["fold"] = fold
     result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,

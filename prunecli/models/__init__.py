@@ -30,6 +30,11 @@ class ModelEntry:
     channels from: the classifier, a reconstruction net's 2-channel output convs."""
     defaults: dict[str, Any] = field(default_factory=dict)
     tiny: bool = False
+    tied: tuple[tuple[str, str], ...] = ()
+    """(follower, leader) pairs: the follower layer loses the output channels with the same
+    indices as the leader conv's removed filters, for methods that decide per layer (similarity);
+    its BN follows through the dependency graph. VGG's hidden FC-512 follows the last conv
+    (Li et al., PRL 2023, reference `PruneVGGWeights`)."""
 
 
 _FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo")

@@ -323,7 +323,7 @@ def _execution_order(model, input_shape) -> dict:
 
 def prune_indices(model: nn.Module, input_shape, removed: dict[str, list[int]],
                   extra: dict[str, dict] | None = None) -> list[dict]:
-    """Remove the given output channels of each deciding conv (and all they are coupled with).
+    """Remove the given output channels of each deciding conv or Linear (and all they are coupled with).
 
     Indices refer to the unpruned model: a conv's own channels are not renumbered by cutting
     another group. Each group is built from the graph right before it is cut, so offsets into
@@ -337,7 +337,8 @@ def prune_indices(model: nn.Module, input_shape, removed: dict[str, list[int]],
     for name, idxs in removed.items():
         if not idxs:
             continue
-        group = graph.get_pruning_group(named[name], tp.prune_conv_out_channels, sorted(idxs))
+        fn = tp.prune_linear_out_channels if isinstance(named[name], nn.Linear) else tp.prune_conv_out_channels
+        group = graph.get_pruning_group(named[name], fn, sorted(idxs))
         details = (extra or {}).get(names[group[0].dep.target.module])
         for mod, idxs in _cut_layers(group, graph, before):
             records.append({**_record(names[mod], mod, before[mod], sorted(set(idxs)), None), "details": details})

@@ -44,6 +44,8 @@ CASES: dict[str, tuple[str, str | None]] = {
     "pruned_convnext_tiny_test": ("convnext_tiny_test", "channels"),
     "pruned_vit_head_dims": ("vit_tiny_test", "channels"),
     "pruned_vit_heads": ("vit_tiny_test", "heads"),
+    "vgg_keras_tiny": ("vgg_keras_tiny", None),
+    "pruned_vgg_keras_tiny": ("vgg_keras_tiny", "channels"),
 }
 
 BUILD_KWARGS = {"timm_prefix": {"num_classes": 5, "img_size": 64}}
