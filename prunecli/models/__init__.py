@@ -32,7 +32,8 @@ class ModelEntry:
     tiny: bool = False
 
 
-_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo")
+_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo", "keras_resnet",
+             "keras_densenet")
 MODELS: Registry[ModelEntry] = Registry("model", tuple(f"prunecli.models.{f}" for f in _FAMILIES))
 
 
