@@ -39,6 +39,7 @@ def train(
     prox_snap: Annotated[bool, typer.Option(help="set a filter whose prox output is 0 to exactly 0 (--no-prox-snap: the reference's convex step, zeros only approached)")] = True,
     loss: Annotated[str, typer.Option(help="reconstruction models: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse")] = "auto",
     bn_recalibrate: Annotated[int | None, typer.Option(min=0, help="after each epoch recompute BatchNorm statistics on N train batches (default: 50 with proxsgd, whose abrupt zeros leave them stale; else 0)")] = None,
+    weight_decay_mode: Annotated[str, typer.Option(help="all: --weight-decay on every parameter (PyTorch); keras: Keras l2(λ) with λ = --weight-decay, a gradient 2λw on the kernels only (no biases or BN; Li et al. 2023's Keras models name theirs)")] = "all",
     json: O.Json = False,
 ) -> None:
     """Train a model and write a self-describing checkpoint.
@@ -76,7 +77,8 @@ def train(
                       label_smoothing=label_smoothing, seed=seed, workers=workers, mu=mu,
                       normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
                       prox_snap=prox_snap, loss=loss,
-                      bn_recalibrate=(50 if optimizer == "proxsgd" else 0) if bn_recalibrate is None else bn_recalibrate)
+                      bn_recalibrate=(50 if optimizer == "proxsgd" else 0) if bn_recalibrate is None else bn_recalibrate,
+                      weight_decay_mode=weight_decay_mode)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

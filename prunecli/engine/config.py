@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
     select: Literal["last", "val_dc"] = "last"
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
+    weight_decay_mode: Literal["all", "keras"] = Field(
+        "all", description="all: weight_decay on every parameter; keras: Keras l2(λ), a gradient 2λw on the "
+        "regularised kernels only")
 
 
 def make_config(**kwargs) -> TrainConfig:
