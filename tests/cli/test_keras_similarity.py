@@ -64,3 +64,5 @@ def test_densenet_keras_every_conv_by_its_own_graph(tmp_path):
         if layer.kind == "Conv2d" and layer.details:
             assert layer.details["decided_by"] == layer.name
     assert ckpt.load(out).model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
