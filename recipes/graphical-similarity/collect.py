@@ -86,7 +86,7 @@ def lineage(path: Path) -> list[dict]:
 
 
 def epochs_log(path: Path) -> list[float]:
-    """Validation top-1 after each fine-tuning epoch, from `finetune`'s log."""
+    """Validation top-1 after each epoch, from the log of `train` or `finetune`."""
     if not path.exists():
         return []
     return [float(m.group(3)) for m in EPOCH_LINE.finditer(path.read_text())]
@@ -109,7 +109,9 @@ def measure(arch_dir: Path | None, tau: str | None) -> dict:
     if tau is None:
         taus = sorted(arch_dir.glob("tau*/profile.json"))
         base = load(taus[0])["compare"] if taus else {}
-        return {"last": load(arch_dir / "base.eval.json")["top1"], "macs": base.get("macs_conv_dense"),
+        log = epochs_log(arch_dir / "base.log")
+        return {"best": max(log) if log else None, "last": load(arch_dir / "base.eval.json")["top1"],
+                "macs": base.get("macs_conv_dense"),
                 "macs_ours": base.get("macs"), "params": base.get("params_conv_dense"),
                 "params_ours": base.get("params")}
     d = arch_dir / f"tau{tau}"
@@ -177,8 +179,9 @@ def main(out: Path) -> None:
     print(f"Runs in `{out}`: `reference/` (the paper's Keras models, Keras L2, shift augmentation, the reference's "
           "tie-breaks) and `improved/` (our models and defaults, strength tie-break); see README.md.\n")
     print("Protocol. **Accuracy**: top-1 on the validation split of the run's data (CIFAR-10: the test set). "
-          "*best* = the highest over the fine-tuning epochs, which is what the paper reports (selected on the "
-          "test set, so optimistic); *last* = after the last epoch (the base rows: the last pretraining epoch). "
+          "*best* = the highest over the fine-tuning epochs (base rows: pretraining epochs), which is what the "
+          "paper reports (selected on the test set, so optimistic); *last* = after the last epoch, the model we "
+          "keep (and prune, for the base). "
           "One run per cell (one seed). **MACs/params**: *ref*/*impr* and *paper* count conv and dense layers "
           "only (kh·kw·Cin·Cout·Hout·Wout + in·out; BN excluded), as the paper's `measure.py`; *(ours)* is "
           "`prunecli profile` (Torch-Pruning's counter: BN, biases, pooling included). Reductions are against "
