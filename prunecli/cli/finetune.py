@@ -35,6 +35,7 @@ def finetune(
     seed: O.Seed = 0,
     device: O.Device = "auto",
     workers: O.Workers = 0,
+    weight_decay_mode: Annotated[str, typer.Option(help="all: --weight-decay on every parameter (PyTorch); keras: Keras l2(λ) with λ = --weight-decay, a gradient 2λw on the kernels only (no biases or BN; Li et al. 2023's Keras models name theirs)")] = "all",
     json: O.Json = False,
     nesterov: O.Nesterov = True,
 ) -> None:
@@ -69,7 +70,7 @@ def finetune(
         milestones=parse_milestones(milestones),
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
         kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
-        select=select, nesterov=nesterov,
+        select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

@@ -39,6 +39,7 @@ def train(
     prox_snap: Annotated[bool, typer.Option(help="changes the algorithm: set a filter whose prox output is 0 to exactly 0 at once (ours: zero groups are exact zeros, not values below 1e-6, and BN sees them at once). Default: the reference's convex step x+ε(x̂−x), which only shrinks such a filter by 1−ε per step")] = False,
     loss: Annotated[str, typer.Option(help="reconstruction models: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse")] = "auto",
     bn_recalibrate: Annotated[int, typer.Option(min=0, help="changes the algorithm: after each epoch recompute BatchNorm statistics on N train batches (ours, e.g. 50 with --prox-snap, whose abrupt zeros leave the running statistics stale). Default 0: the reference keeps the running statistics")] = 0,
+    weight_decay_mode: Annotated[str, typer.Option(help="all: --weight-decay on every parameter (PyTorch); keras: Keras l2(λ) with λ = --weight-decay, a gradient 2λw on the kernels only (no biases or BN; Li et al. 2023's Keras models name theirs)")] = "all",
     json: O.Json = False,
     nesterov: O.Nesterov = True,
 ) -> None:
@@ -81,7 +82,7 @@ def train(
                       normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
                       prox_snap=prox_snap, loss=loss,
                       bn_recalibrate=bn_recalibrate,
-                      nesterov=nesterov)
+                      nesterov=nesterov, weight_decay_mode=weight_decay_mode)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

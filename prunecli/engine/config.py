@@ -43,6 +43,9 @@ class TrainConfig(BaseModel):
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
     nesterov: bool = Field(True, description="SGD: Nesterov momentum (False: plain momentum, torch's default and "
                            "the MTP report's)")
+    weight_decay_mode: Literal["all", "keras"] = Field(
+        "all", description="all: weight_decay on every parameter; keras: Keras l2(λ), a gradient 2λw on the "
+        "regularised kernels only")
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -143,6 +143,10 @@ class MasksSidecar(_Strict):
 class Counts(_Strict):
     macs: int
     params: int
+    macs_conv_dense: int | None = Field(default=None, description="MACs of Conv and Linear layers only "
+                                        "(kh·kw·Cin·Cout·Hout·Wout and in·out; Li et al. 2023's count)")
+    params_conv_dense: int | None = Field(default=None, description="params of Conv and Linear layers only "
+                                          "(BatchNorm excluded)")
 
 
 class LayerFlops(_Strict):

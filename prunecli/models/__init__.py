@@ -37,7 +37,8 @@ class ModelEntry:
     (Li et al., PRL 2023, reference `PruneVGGWeights`)."""
 
 
-_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo")
+_FAMILIES = ("cifar_resnet", "cifar_vgg", "cifar_densenet", "mri", "torchvision_zoo", "timm_zoo", "keras_resnet",
+             "keras_densenet")
 MODELS: Registry[ModelEntry] = Registry("model", tuple(f"prunecli.models.{f}" for f in _FAMILIES))
 
 

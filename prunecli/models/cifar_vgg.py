@@ -146,6 +146,12 @@ class KerasVGG(nn.Module):
                 nn.init.xavier_uniform_(m.weight)  # Keras glorot_uniform: same fans for conv kernels
                 nn.init.zeros_(m.bias)
 
+    def keras_regularized(self) -> list[str]:
+        """Parameters the reference gives `kernel_regularizer=l2(λ)`: every conv kernel and the
+        hidden FC's kernel; the final Dense, biases and BN are not regularised."""
+        convs = [f"features.{i}.weight" for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+        return [*convs, "classifier.linear1.weight"]
+
     def forward(self, x):
         x = self.features(x)
         # Keras flattens the 1×1×C map; the pool is a no-op at 32×32 and keeps other sizes working.

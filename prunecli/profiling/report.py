@@ -75,6 +75,7 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
             "checkpoint": src, "model": item.header.model.name, "sha256": item.sha256, "input_shape": shape,
             "macs": counted.macs, "params": counted.params, "nonzero_params": nonzero, "sparse_macs": sparse_macs,
             "latency": latency, "memory": memory,
+            "macs_conv_dense": counted.macs_conv_dense, "params_conv_dense": counted.params_conv_dense,
         }
         if nonzero < 0.99 * counted.params:
             result["note"] = (f"{1 - nonzero / counted.params:.1%} of the weights are zeros: dense kernels still "
@@ -204,7 +205,11 @@ def render(result: dict[str, Any]):
         return [label, *values, *([ratio] if r else [])]
 
     rows = [row("params", [human(m["params"]) for m in models], r and f"{r['params']:.2f}x"),
-            row("MACs", [human(m["macs"]) for m in models], r and f"{r['macs']:.2f}x")]
+            row("MACs", [human(m["macs"]) for m in models], r and f"{r['macs']:.2f}x"),
+            row("  conv+dense params", [human(m["params_conv_dense"]) for m in models],
+                r and f"{models[1]['params_conv_dense'] / max(1, models[0]['params_conv_dense']):.2f}x"),
+            row("  conv+dense MACs", [human(m["macs_conv_dense"]) for m in models],
+                r and f"{models[1]['macs_conv_dense'] / max(1, models[0]['macs_conv_dense']):.2f}x")]
     if any("note" in m for m in models):  # unstructured sparsity: what a sparse kernel would do
         rows += [row("nonzero params", [human(m["nonzero_params"]) for m in models],
                      r and f"{models[1]['nonzero_params'] / max(1, models[0]['nonzero_params']):.2f}x"),

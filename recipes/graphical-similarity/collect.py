@@ -1,17 +1,21 @@
-"""Build results.md: our accuracy, MACs and params per (architecture, τ) beside the paper's.
+"""Build results.md: per (architecture, τ) the paper's number, ours in reference mode, ours improved.
 
-Reads what the Makefile wrote under OUT (`evaluate --json`, `profile --json --compare base`)
-and prints a markdown table on stdout. The paper's numbers are typed in below from the
-README tables of github.com/lijiang99/graphical-approach-for-filter-pruning (spec §1.5),
-because the repo's logs are not published; architectures the paper did not run (the tiny
-smoke-test models) get "—" in the paper columns.
+Reads what the Makefile wrote under OUT/<mode>/<arch>/ (`evaluate --json`, `profile --json
+--compare base`, the fine-tuning log `ft.log`, the checkpoints' lineage) and prints a markdown
+table on stdout. The paper's numbers are typed in below from the README tables of
+github.com/lijiang99/graphical-approach-for-filter-pruning (spec §1.5), because the repo's logs
+are not published; architectures the paper did not run (the tiny smoke-test models) get "—" in
+the paper columns. Rows pair the two modes by the paper's name: `resnet20_keras` (reference)
+and `resnet20` (improved) are both "resnet20".
 
-Usage: python collect.py OUT ARCH [ARCH ...]
+Usage: python collect.py OUT
 """
 
 from __future__ import annotations
 
 import json
+import re
+import struct
 import sys
 from pathlib import Path
 
@@ -37,9 +41,17 @@ PAPER: dict[str, dict[float, tuple[float, float, float, float, float]]] = {
 PAPER_BASE = {"vgg16": (313e6, 15.0e6), "resnet20": (40.8e6, 0.27e6), "resnet32": (69.1e6, 0.47e6),
               "resnet44": (97.5e6, 0.66e6), "resnet56": (125.8e6, 0.86e6), "resnet110": (253e6, 1.72e6),
               "densenet40": (265e6, 1.0e6)}
-HEADER = ["arch", "τ", "top-1 % ours", "top-1 % paper", "MACs ours", "MACs paper", "MACs ↓ ours", "MACs ↓ paper",
-          "params ours", "params paper", "params ↓ ours", "params ↓ paper"]
+MODES = ("reference", "improved")
+HEADER = ["arch", "τ", "top-1 % paper", "top-1 % ref best", "top-1 % ref last", "top-1 % impr best",
+          "top-1 % impr last", "MACs paper", "MACs ref", "MACs ref (ours)", "MACs impr", "MACs ↓ paper",
+          "MACs ↓ ref", "MACs ↓ impr", "params paper", "params ref", "params ref (ours)", "params impr",
+          "params ↓ paper", "params ↓ ref", "params ↓ impr"]
 NONE = "—"
+EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+loss\s+\S+\s+val top1\s+([\d.]+)%")
+
+
+def paper_name(arch: str) -> str:
+    return arch.replace("_keras", "")
 
 
 def size(n: float | None) -> str:
@@ -53,40 +65,107 @@ def pct(x: float | None) -> str:
     return NONE if x is None else f"{x:.1f}%"
 
 
+def acc(x: float | None) -> str:
+    return NONE if x is None else f"{x:.2f}"
+
+
+def drop(after: int | None, before: int | None) -> float | None:
+    return None if after is None or not before else 100 * (1 - after / before)
+
+
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def base_row(out: Path, arch: str, taus: list[Path]) -> list[str]:
-    """The unpruned model: its accuracy, and its size from any τ's `profile --compare` (all equal)."""
-    top1 = load(out / arch / "base.eval.json")["top1"]
-    base = load(taus[0] / "profile.json")["compare"] if taus else {}
-    pm, pp = PAPER_BASE.get(arch, (None, None))
-    return [arch, "base", f"{top1:.2f}", NONE, size(base.get("macs")), size(pm) + (" (implied)" if pm else ""),
-            "", "", size(base.get("params")), size(pp) + (" (implied)" if pp else ""), "", ""]
+def lineage(path: Path) -> list[dict]:
+    """The checkpoint's lineage, read from the safetensors header without torch."""
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        meta = json.loads(f.read(n)).get("__metadata__", {})
+    return json.loads(meta["prunecli"])["lineage"]
 
 
-def tau_row(arch: str, tau_dir: Path) -> list[str]:
-    """One pruned + fine-tuned model beside the paper's cell for the same arch and τ."""
-    tau = float(tau_dir.name.removeprefix("tau"))
-    prof = load(tau_dir / "profile.json")
-    macs, params, base = prof["macs"], prof["params"], prof["compare"]
-    paper = PAPER.get(arch, {}).get(round(tau, 2))
-    acc, pmacs, pmred, pparams, ppred = paper if paper else (None,) * 5
-    return [arch, f"{tau:.2f}", f"{load(tau_dir / 'eval.json')['top1']:.2f}", NONE if acc is None else f"{acc:.2f}",
-            size(macs), size(pmacs), pct(100 * (1 - macs / base["macs"])), pct(pmred),
-            size(params), size(pparams), pct(100 * (1 - params / base["params"])), pct(ppred)]
+def epochs_log(path: Path) -> list[float]:
+    """Validation top-1 after each epoch, from the log of `train` or `finetune`."""
+    if not path.exists():
+        return []
+    return [float(m.group(3)) for m in EPOCH_LINE.finditer(path.read_text())]
 
 
-def table(out: Path, archs: list[str]) -> list[list[str]]:
+def runs(out: Path) -> dict[str, dict[str, Path]]:
+    """paper name → mode → that mode's arch folder, for the archs that have a baseline evaluation."""
+    found: dict[str, dict[str, Path]] = {}
+    for mode in MODES:
+        for d in sorted((out / mode).glob("*/base.eval.json")):
+            found.setdefault(paper_name(d.parent.name), {})[mode] = d.parent
+    order = list(PAPER)
+    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def measure(arch_dir: Path | None, tau: str | None) -> dict:
+    """One mode's numbers for the baseline (tau None) or one τ; empty when that run is missing."""
+    if arch_dir is None:
+        return {}
+    if tau is None:
+        taus = sorted(arch_dir.glob("tau*/profile.json"))
+        base = load(taus[0])["compare"] if taus else {}
+        log = epochs_log(arch_dir / "base.log")
+        return {"best": max(log) if log else None, "last": load(arch_dir / "base.eval.json")["top1"],
+                "macs": base.get("macs_conv_dense"),
+                "macs_ours": base.get("macs"), "params": base.get("params_conv_dense"),
+                "params_ours": base.get("params")}
+    d = arch_dir / f"tau{tau}"
+    if not (d / "eval.json").exists():
+        return {}
+    prof, log = load(d / "profile.json"), epochs_log(d / "ft.log")
+    base = prof["compare"]
+    return {"best": max(log) if log else None, "last": load(d / "eval.json")["top1"],
+            "macs": prof.get("macs_conv_dense"), "macs_ours": prof["macs"], "params": prof.get("params_conv_dense"),
+            "params_ours": prof["params"], "macs_drop": drop(prof.get("macs_conv_dense"), base.get("macs_conv_dense")),
+            "params_drop": drop(prof.get("params_conv_dense"), base.get("params_conv_dense"))}
+
+
+def row(name: str, tau: str | None, ref: dict, imp: dict) -> list[str]:
+    paper = PAPER.get(name, {}).get(float(tau)) if tau else None
+    if tau is None:
+        pm, pp = PAPER_BASE.get(name, (None, None))
+        p_acc = p_mred = p_pred = None
+    else:
+        p_acc, pm, p_mred, pp, p_pred = paper if paper else (None,) * 5
+    return [name, tau or "base", acc(p_acc), acc(ref.get("best")), acc(ref.get("last")), acc(imp.get("best")),
+            acc(imp.get("last")), size(pm) + (" (implied)" if pm and tau is None else ""), size(ref.get("macs")),
+            size(ref.get("macs_ours")), size(imp.get("macs")), pct(p_mred), pct(ref.get("macs_drop")),
+            pct(imp.get("macs_drop")), size(pp) + (" (implied)" if pp and tau is None else ""),
+            size(ref.get("params")), size(ref.get("params_ours")), size(imp.get("params")), pct(p_pred),
+            pct(ref.get("params_drop")), pct(imp.get("params_drop"))]
+
+
+def table(out: Path) -> tuple[list[list[str]], dict]:
     """Per arch: the baseline row, then τ from highest (least pruned) to lowest, as the paper lists them."""
-    rows = []
-    for arch in archs:
-        taus = sorted((d for d in (out / arch).glob("tau*") if (d / "eval.json").exists()),
-                      key=lambda d: -float(d.name.removeprefix("tau")))
-        rows.append(base_row(out, arch, taus))
-        rows += [tau_row(arch, d) for d in taus]
-    return rows
+    rows, facts = [], {}
+    for name, modes in runs(out).items():
+        taus = sorted({d.name.removeprefix("tau") for m in modes.values() for d in m.glob("tau*")
+                       if (d / "eval.json").exists()}, key=lambda t: -float(t))
+        rows.append(row(name, None, measure(modes.get("reference"), None), measure(modes.get("improved"), None)))
+        rows += [row(name, t, measure(modes.get("reference"), t), measure(modes.get("improved"), t)) for t in taus]
+        facts[name] = {mode: protocol(d, taus) for mode, d in modes.items()}
+    return rows, facts
+
+
+def protocol(arch_dir: Path, taus: list[str]) -> str:
+    """Model, budgets, seed and options of one mode's run, from the checkpoints' lineage."""
+    base = lineage(arch_dir / "base.safetensors")[-1]["options"]
+    text = (f"`{arch_dir.name}`: pretrain {base['epochs']} ep ({base['optimizer']}, wd {base['weight_decay']:g} "
+            f"{base.get('weight_decay_mode', 'all')}, data `{base['data']}`), seed {base['seed']}")
+    ft = next((arch_dir / f"tau{t}" / "ft.safetensors" for t in taus
+               if (arch_dir / f"tau{t}" / "ft.safetensors").exists()), None)
+    if ft is not None:
+        entries = lineage(ft)
+        prune = next((e["options"] for e in entries if e["command"] == "prune"), {})
+        tune = entries[-1]["options"]
+        text += (f"; prune selection `{prune.get('selection', 'strength (before --selection existed)')}`; "
+                 f"fine-tune {tune['epochs']} ep ({tune['optimizer']}, bs {tune['batch_size']}), seed {tune['seed']}")
+    return text
 
 
 def markdown(rows: list[list[str]]) -> str:
@@ -94,14 +173,26 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def main(out: Path, archs: list[str]) -> None:
-    print("# Similarity-graph filter pruning (Li et al., PRL 2023): ours vs the paper\n")
-    print(f"Runs in `{out}`. Ours: top-1 on the validation split after the last fine-tuning epoch; "
-          "MACs/params from `prunecli profile` (BN included), reductions against our own baseline. "
-          "Paper: CIFAR-10 test set, best epoch of fine-tuning; conv + dense MACs/params only "
-          "(its README tables; baseline sizes implied by its reductions).\n")
-    print(markdown(table(out, archs)))
+def main(out: Path) -> None:
+    rows, facts = table(out)
+    print("# Similarity-graph filter pruning (Jiang Li et al., PRL 2023): paper, ours reference, ours improved\n")
+    print(f"Runs in `{out}`: `reference/` (the paper's Keras models, Keras L2, shift augmentation, the reference's "
+          "tie-breaks) and `improved/` (our models and defaults, strength tie-break); see README.md.\n")
+    print("Protocol. **Accuracy**: top-1 on the validation split of the run's data (CIFAR-10: the test set). "
+          "*best* = the highest over the fine-tuning epochs (base rows: pretraining epochs), which is what the "
+          "paper reports (selected on the test set, so optimistic); *last* = after the last epoch, the model we "
+          "keep (and prune, for the base). "
+          "One run per cell (one seed). **MACs/params**: *ref*/*impr* and *paper* count conv and dense layers "
+          "only (kh·kw·Cin·Cout·Hout·Wout + in·out; BN excluded), as the paper's `measure.py`; *(ours)* is "
+          "`prunecli profile` (Torch-Pruning's counter: BN, biases, pooling included). Reductions are against "
+          "each run's own baseline. Paper: its README tables (baseline sizes implied by its reductions; no "
+          "baseline accuracy is stated).\n")
+    print(markdown(rows))
+    print("\nRuns:\n")
+    for name, modes in facts.items():
+        for mode, text in modes.items():
+            print(f"- {name}, {mode}: {text}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    main(Path(sys.argv[1]))

@@ -28,7 +28,8 @@ def meta_build(name: str, **kwargs):
 
 def test_every_family_has_a_tiny_model():
     families = {e.family for e in list_models()}
-    assert families == {"cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision", "timm", "mri"}
+    assert families == {"cifar_resnet", "cifar_vgg", "cifar_densenet", "torchvision", "timm", "mri", "keras_resnet",
+                        "keras_densenet"}
     assert families == {e.family for e in list_models() if e.tiny}
 
 
@@ -74,6 +75,9 @@ def test_protected_layers_are_the_classifier(name):
         ("tv_vgg16", 138_357_544),
         ("tv_vgg16_bn", 138_365_992),
         ("tv_densenet169", 14_149_480),
+        # Li et al. 2023's Keras models: conv biases + BN-less projections; conv+dense 271,690 (0.27M) + BN 1,376
+        ("resnet20_keras", 273_066),
+        ("densenet40_keras", 1_019_722),
     ],
 )
 def test_full_size_parameter_counts(name, params):

@@ -66,3 +66,18 @@ def test_tiny_variant_is_registered_for_tests():
     model, _, _ = build_model("vgg_keras_tiny", num_classes=4)
     assert entry.tiny and model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
     assert entry.tied == (("classifier.linear1", "features.24"),)
+
+
+def test_keras_decay_regularises_the_convs_and_hidden_fc_only():
+    """The reference's VGG puts l2 on every conv kernel and FC-512's kernel, not on the final Dense."""
+    from prunecli.engine.config import make_config
+    from prunecli.engine.optim import make_optimizer
+
+    model, _, _ = build_model("vgg_keras_tiny")
+    cfg = make_config(optimizer="sgd", lr=0.1, weight_decay=5e-4, weight_decay_mode="keras")
+    decayed, rest = make_optimizer(model, cfg).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    chosen = {names[id(p)] for p in decayed["params"]}
+    convs = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert decayed["weight_decay"] == 1e-3 and rest["weight_decay"] == 0.0
+    assert chosen == convs | {"classifier.linear1.weight"}
