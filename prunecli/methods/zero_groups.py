@@ -86,7 +86,6 @@ def fold_constants(model: nn.Module, input_shape, consumers: dict, graph) -> lis
 
     Returns the names of consumers it could not fold into (no bias and no BatchNorm after them).
     """
-    from prunecli.profiling.counts import example_input
 
     wanted = {}
     for pairs in consumers.values():
@@ -98,16 +97,7 @@ def fold_constants(model: nn.Module, input_shape, consumers: dict, graph) -> lis
         x = inputs[0].detach()
         seen[module] = x.mean(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 2 else x.mean(0)
 
-    handles = [m.register_forward_pre_hook(hook) for m in wanted]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input(input_shape, batch=4))
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    _probe(model, input_shape, [m.register_forward_pre_hook(hook) for m in wanted])
     names = {m: n for n, m in model.named_modules()}
     unfolded = []
     with torch.no_grad():
@@ -217,7 +207,6 @@ def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
 
 def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> list[str]:
     """The blocks whose output equals their input on a probe batch (safe to replace by identities)."""
-    from prunecli.profiling.counts import example_input
 
     named, same = dict(model.named_modules()), {}
 
@@ -226,7 +215,15 @@ def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> lis
             same[name] = isinstance(output, torch.Tensor) and torch.equal(inputs[0], output)
         return check
 
-    handles = [named[b].register_forward_hook(hook(b)) for b in blocks]
+    _probe(model, input_shape, [named[b].register_forward_hook(hook(b)) for b in blocks])
+    return [b for b in blocks if same.get(b)]
+
+
+def _probe(model: nn.Module, input_shape, handles: list) -> None:
+    """One eval-mode forward pass of a probe batch for the hooks in `handles`, which are removed
+    afterwards; the model's train/eval mode is restored."""
+    from prunecli.profiling.counts import example_input
+
     was = model.training
     try:
         model.eval()
@@ -236,7 +233,6 @@ def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> lis
         model.train(was)
         for h in handles:
             h.remove()
-    return [b for b in blocks if same.get(b)]
 
 
 register_method(Method(
