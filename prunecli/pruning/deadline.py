@@ -108,9 +108,15 @@ def _start(limit: _Limit) -> None:
 
     limit.started = time.monotonic()
     if err.is_terminal:  # a live line with the elapsed time; piped, only the closing line is printed
-        limit.bar = progress()
-        limit.bar.start()
-        limit.task = limit.bar.add_task(limit.stack[0], total=None, status="")
+        from rich.errors import LiveError
+
+        bar = progress()
+        try:
+            bar.start()
+        except LiveError:  # another live display (a caller's progress bar) owns the terminal
+            bar = None
+        if bar is not None:
+            limit.bar, limit.task = bar, bar.add_task(limit.stack[0], total=None, status="")
     if limit.seconds and _alarm_usable() and limit.remaining() > 0:
         limit.previous = (signal.signal(signal.SIGALRM, _raise), signal.setitimer(signal.ITIMER_REAL, 0))
         limit.armed = True
