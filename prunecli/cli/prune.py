@@ -50,6 +50,7 @@ def prune(
     shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
     selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
+    timeout: Annotated[float, typer.Option(help="seconds allowed for building the dependency graph and pruning together (structured methods; each MAC-search trial counts); past it: one error line, nothing written. 0: no limit")] = 600.0,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -117,8 +118,13 @@ def prune(
                "blocks": blocks, "selection": selection}
     if fold is not None:
         options["fold"] = fold
-    result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
-                       batch_size=batch_size, options=options)
+    if timeout < 0:
+        raise UserError(f"--timeout must be ≥ 0 seconds (0: no limit), got {timeout}")
+    from prunecli.pruning.deadline import time_limit
+
+    with time_limit(timeout):
+        result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
+                           batch_size=batch_size, options=options)
     if output != "-":
         print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
                                                  [[k, v] for k, v in result.items()]))

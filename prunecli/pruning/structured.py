@@ -22,6 +22,8 @@ import torch_pruning as tp
 
 from prunecli.errors import UserError
 from prunecli.profiling.counts import ModelCount, count, example_input
+from prunecli.pruning.deadline import phase
+from prunecli.pruning.graphcheck import refuse_sliced_concats
 
 
 @dataclass
@@ -107,7 +109,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
     recorder = _Recorder(importance)
-    with warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         heads = _attention_heads(model)
         pruner = tp.pruner.BasePruner(
@@ -124,7 +126,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
     scores: dict[nn.Module, torch.Tensor] = {}
-    with warnings.catch_warnings(record=True) as caught:  # TP also warns while stepping (shape inference)
+    with phase("pruning"), warnings.catch_warnings(record=True) as caught:  # TP also warns while stepping
         warnings.simplefilter("always")
         for group in pruner.step(interactive=True):
             root = group[0].dep.target.module
@@ -199,6 +201,8 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     final count is a forward pass of the pruned model, so a shape bug surfaces here.
     """
     before = count(model, input_shape)
+    with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
+        refuse_sliced_concats(model, _graph(model, input_shape), protected_modules(model, protected, plan.ignore))
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
@@ -236,10 +240,11 @@ def _search(model, input_shape, importance_factory, target: int, plan, protected
     resolution = 0.5 / max(1, widest)  # below this, no layer's channel count changes any more
     lo, hi = 0.0, plan.max_ratio
     best = None
-    for _ in range(20):
+    for k in range(1, 21):
         mid = (lo + hi) / 2
-        pruned, records = _trial(model, input_shape, importance_factory, mid, plan, protected)
-        macs = count(pruned, input_shape).macs
+        with phase(f"MAC search trial {k} (ratio {mid:.4f})"):
+            pruned, records = _trial(model, input_shape, importance_factory, mid, plan, protected)
+            macs = count(pruned, input_shape).macs
         if on_trial is not None:
             on_trial(mid, macs)
         if macs <= target:
@@ -269,7 +274,7 @@ class ChannelGroup:
 
 
 def _graph(model, input_shape):
-    with warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(input_shape))
     _report(caught)
@@ -288,6 +293,7 @@ def channel_groups(model: nn.Module, input_shape, protected: tuple[str, ...], ig
     names = {m: n for n, m in model.named_modules()}
     order = _execution_order(model, input_shape)
     ignored = protected_modules(model, protected, list(ignore))
+    refuse_sliced_concats(model, graph, ignored)
     out = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]):
         convs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)
@@ -334,13 +340,15 @@ def prune_indices(model: nn.Module, input_shape, removed: dict[str, list[int]],
     names = {m: n for n, m in named.items()}
     before = {m: _out_channels(m) for m in names}
     records = []
-    for name, idxs in removed.items():
-        if not idxs:
-            continue
-        fn = tp.prune_linear_out_channels if isinstance(named[name], nn.Linear) else tp.prune_conv_out_channels
-        group = graph.get_pruning_group(named[name], fn, sorted(idxs))
-        details = (extra or {}).get(names[group[0].dep.target.module])
-        for mod, idxs in _cut_layers(group, graph, before):
-            records.append({**_record(names[mod], mod, before[mod], sorted(set(idxs)), None), "details": details})
-        group.prune()
+    with phase("pruning"):
+        for name, idxs in removed.items():
+            if not idxs:
+                continue
+            fn = tp.prune_linear_out_channels if isinstance(named[name], nn.Linear) else tp.prune_conv_out_channels
+            group = graph.get_pruning_group(named[name], fn, sorted(idxs))
+            details = (extra or {}).get(names[group[0].dep.target.module])
+            for mod, idxs in _cut_layers(group, graph, before):
+                records.append({**_record(names[mod], mod, before[mod], sorted(set(idxs)), None),
+                                "details": details})
+            group.prune()
     return records
