@@ -41,6 +41,7 @@ WHITELIST: dict[str, type] = {
     "scale": float,
     "embed_dim": int,
     "head_hidden_size": int,
+    "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
 }
 
 
