@@ -133,14 +133,15 @@ def poolformer_tiny_test(num_classes: int = 10):
 @register_model(
     "caformer_tiny_test",
     family="timm",
-    description="tiny timm CAFormer (SepConv and attention token mixers, ResScale; dims 16-32) for tests",
+    description="tiny timm CAFormer (SepConv and attention token mixers, ResScale; dims 16-96) for tests",
     protected=("head.fc.fc2",),
     tiny=True,
 )
 def caformer_tiny_test(num_classes: int = 10):
     from timm.models.metaformer import Attention, LayerNorm2dNoBias, LayerNormNoBias, MetaFormer, SepConv
 
-    return MetaFormer(depths=(1, 1, 1, 1), dims=(16, 16, 32, 32), token_mixers=[SepConv, SepConv, Attention, Attention],
+    return MetaFormer(depths=(1, 1, 1, 1), dims=(16, 16, 96, 96),
+                      token_mixers=[SepConv, SepConv, Attention, Attention],
                       norm_layers=[LayerNorm2dNoBias] * 2 + [LayerNormNoBias] * 2, num_classes=num_classes)
 
 

@@ -21,7 +21,9 @@ What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Prun
   output is split with the fixed `expand_chs // 2`, which pruning cannot keep equal, and
   Torch-Pruning mis-maps indices across the split and the residual blocks after it. We leave
   `conv_exp` unpruned; the other convs of the stage still are.
-* Refused (one line before pruning, `--ignore` lifts it): EdgeNeXt's transposed attention
+* Refused (one line before pruning, `--ignore` lifts it): CAFormer's `metaformer.Attention`
+  (heads × head_dim must equal its input width, which two separately rounded groups break),
+  EdgeNeXt's transposed attention
   `CrossCovarianceAttn` (Maaz et al., ECCVW 2022), whose per-head channel split Torch-Pruning
   does not keep; the rest of EdgeNeXt (conv encoders, split depth-wise convs) prunes. Refused
   outright: `CrossStage3` (cs3* CSP models), for which Torch-Pruning cannot build the graph
@@ -140,4 +142,33 @@ def edgenext_xca(model: nn.Module):
         leaf = sorted({p.rsplit(".", 1)[-1] for p in paths})
         raise Unsupported("CrossCovarianceAttn (EdgeNeXt transposed attention)", paths,
                           " ".join(f"--ignore '*.{name}'" for name in leaf))
+    return {}, [], []
+
+
+def _globs(paths: list[str]) -> str:
+    """`--ignore` options covering `paths`, one per pattern with the last index as `*`."""
+    patterns = []
+    for path in paths:
+        parts = path.split(".")
+        last = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
+        if last is not None:
+            parts[last] = "*"
+        patterns.append(".".join(parts))
+    return " ".join(f"--ignore '{p}'" for p in dict.fromkeys(patterns))
+
+
+@register_extension
+def metaformer_attention(model: nn.Module):
+    """CAFormer's attention: refused unless `--ignore`d.
+
+    Its forward reshapes the heads back with `reshape(B, N, C)`, C the input width, so
+    `num_heads × head_dim` must stay equal to the channels; Torch-Pruning prunes the two in
+    separate groups and rounds them differently (caformer_s18: 224 channels, 10 × 22 head dims).
+    """
+    from timm.models.metaformer import Attention
+
+    paths = [n for n, m in model.named_modules() if isinstance(m, Attention)]
+    if paths:
+        raise Unsupported("metaformer.Attention (CAFormer; its heads must keep the input width)", paths,
+                          _globs(paths))
     return {}, [], []

@@ -33,10 +33,15 @@ def _prune(base, out, *extra: str) -> dict:
     return json.loads(r.stdout)
 
 
-@pytest.mark.parametrize("model", ["poolformer_tiny_test", "caformer_tiny_test", "mixer_tiny_test"])
-def test_family_prunes_and_reloads(model, tmp_path):
+@pytest.mark.parametrize(("model", "ignore"), [
+    ("poolformer_tiny_test", []),
+    ("mixer_tiny_test", []),
+    ("caformer_tiny_test", ["--ignore", "stages.2.blocks.*.token_mixer", "--ignore", "stages.3.blocks.*.token_mixer"]),
+])
+def test_family_prunes_and_reloads(model, ignore, tmp_path):
+    """CAFormer's SepConv mixers, MLPs and ResScale vectors prune once its attention is ignored."""
     out = tmp_path / "p.safetensors"
-    result = _prune(_base(model, tmp_path), out)
+    result = _prune(_base(model, tmp_path), out, *ignore)
     assert result["macs_after"] < 0.8 * result["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
@@ -53,7 +58,7 @@ def test_poolformer_scale_shape_follows_its_vector(tmp_path):
     dims = {0: 8, 1: 16, 2: 24, 3: 32}
     cut = [(n, m) for n, m in scales if m.scale.numel() < dims[int(n.split(".")[1])]]
     assert scales and cut
-    for name, module in scales:
+    for _, module in scales:
         assert module.shape == (module.scale.numel(), 1, 1)
     for name, module in cut:
         assert structure[name]["shape"] == [module.scale.numel(), 1, 1]
@@ -112,6 +117,15 @@ def test_unsupported_layer_refused_before_pruning_then_ignore_works(tmp_path):
     assert all(m.xca.qkv.out_features == 3 * m.xca.qkv.in_features for m in model.modules() if hasattr(m, "xca"))
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
+
+
+def test_caformer_attention_refused_with_the_globs_to_ignore(tmp_path):
+    """Its heads × head_dim must equal the input width; two separately pruned groups break that."""
+    r = run_cli("prune", _base("caformer_tiny_test", tmp_path), "--method", "l1", "--ratio", "0.3",
+                "-o", tmp_path / "p.safetensors")
+    assert isinstance(r.exception, UserError) and not (tmp_path / "p.safetensors").exists()
+    assert "metaformer.Attention" in str(r.exception)
+    assert "--ignore 'stages.2.blocks.*.token_mixer' --ignore 'stages.3.blocks.*.token_mixer'" in str(r.exception)
 
 
 def test_cross_stage3_refused_even_when_ignored():
