@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn as nn
 import torch_pruning as tp
 
@@ -47,9 +46,11 @@ class ScalePruner(tp.pruner.function.BasePruningFunc):
     TARGET_MODULES = None
 
     def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        keep = [i for i in range(layer.scale.shape[0]) if i not in set(idxs)]
-        layer.scale = nn.Parameter(layer.scale.data[torch.tensor(keep, dtype=torch.long)].clone(),
-                                   requires_grad=layer.scale.requires_grad)
+        gone = set(idxs)
+        keep = [i for i in range(layer.scale.shape[0]) if i not in gone]
+        trainable = layer.scale.requires_grad
+        layer.scale = self._prune_parameter_and_grad(layer.scale, keep, 0)  # keeps calibration gradients
+        layer.scale.requires_grad_(trainable)
         layer.shape = (len(keep), *tuple(layer.shape)[1:])
         return layer
 

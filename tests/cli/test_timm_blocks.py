@@ -140,3 +140,18 @@ def test_cross_stage3_refused_even_when_ignored():
     with pytest.raises(UserError, match="CrossStage3.*not supported") as refusal:
         collect(model, list(model.modules()))
     assert "--ignore" not in str(refusal.value)
+
+
+def test_scale_pruner_cuts_vector_shape_and_gradient_together():
+    """Calibration gradients follow the kept channels (block scores read them after width pruning)."""
+    from timm.models.metaformer import Scale
+
+    from prunecli.pruning.timm_blocks import ScalePruner
+
+    layer = Scale(6)
+    layer.scale.data = torch.arange(6.0)
+    layer.scale.grad = torch.arange(6.0) * 10
+    ScalePruner().prune_out_channels(layer, [1, 4])
+    assert layer.scale.tolist() == [0, 2, 3, 5] and layer.scale.grad.tolist() == [0, 20, 30, 50]
+    assert layer.shape == (4, 1, 1) and isinstance(layer.scale, torch.nn.Parameter)
+    assert layer(torch.ones(1, 4, 2, 2))[0, :, 0, 0].tolist() == [0, 2, 3, 5]
