@@ -23,7 +23,8 @@ What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Prun
   `conv_exp` unpruned; the other convs of the stage still are.
 * Refused (one line before pruning, `--ignore` lifts it): CAFormer's `metaformer.Attention`
   (heads × head_dim must equal its input width, which two separately rounded groups break),
-  EdgeNeXt's transposed attention
+  gMLP's `SpatialGatingUnit` (Liu et al., NeurIPS 2021; halves of its channels must stay
+  equal, its Linear mixes tokens), EdgeNeXt's transposed attention
   `CrossCovarianceAttn` (Maaz et al., ECCVW 2022), whose per-head channel split Torch-Pruning
   does not keep; the rest of EdgeNeXt (conv encoders, split depth-wise convs) prunes. Refused
   outright: `CrossStage3` (cs3* CSP models), for which Torch-Pruning cannot build the graph
@@ -172,4 +173,20 @@ def metaformer_attention(model: nn.Module):
     if paths:
         raise Unsupported("metaformer.Attention (CAFormer; its heads must keep the input width)", paths,
                           _globs(paths))
+    return {}, [], []
+
+
+@register_extension
+def spatial_gating(model: nn.Module):
+    """gMLP's spatial gating unit: refused unless `--ignore`d.
+
+    It splits its input channels in two halves (`chunk(2, dim=-1)`) and mixes tokens with a
+    Linear over the transposed half; Torch-Pruning neither keeps the halves equal nor tells
+    the token axis from the channels (gmlp_ti16_224: `normalized_shape=[96] … size [.., 93]`).
+    """
+    from timm.models.mlp_mixer import SpatialGatingUnit
+
+    paths = [n for n, m in model.named_modules() if isinstance(m, SpatialGatingUnit)]
+    if paths:
+        raise Unsupported("SpatialGatingUnit (gMLP)", paths, _globs(paths))
     return {}, [], []

@@ -155,3 +155,28 @@ def test_scale_pruner_cuts_vector_shape_and_gradient_together():
     assert layer.scale.tolist() == [0, 2, 3, 5] and layer.scale.grad.tolist() == [0, 20, 30, 50]
     assert layer.shape == (4, 1, 1) and isinstance(layer.scale, torch.nn.Parameter)
     assert layer(torch.ones(1, 4, 2, 2))[0, :, 0, 0].tolist() == [0, 2, 3, 5]
+
+
+def test_gmlp_gating_refused_then_ignore_prunes_the_rest():
+    """gMLP's spatial gating unit is refused before pruning; ignoring it, the rest prunes and runs."""
+    from timm.layers import GatedMlp
+    from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
+
+    from prunecli.methods import get_method
+    from prunecli.pruning.structured import PrunePlan, prune
+
+    def build():
+        return MlpMixer(num_classes=4, img_size=32, patch_size=8, num_blocks=2, embed_dim=32, mlp_ratio=6,
+                        block_layer=SpatialGatingBlock, mlp_layer=GatedMlp).eval()
+
+    importance = get_method("l1", kind="structured").importance
+    model = build()
+    untouched = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UserError, match=r"SpatialGatingUnit.*--ignore 'blocks\.\*\.mlp_channels\.gate'"):
+        prune(model, (3, 32, 32), importance, PrunePlan(ratio=0.3), ("head",))
+    assert all(torch.equal(v, untouched[k]) for k, v in model.state_dict().items())  # refused before pruning
+    pruned, outcome = prune(build(), (3, 32, 32), importance, PrunePlan(ratio=0.3, ignore=["blocks.*.mlp_channels.gate"]),
+                            ("head",))
+    assert outcome.after.macs < 0.9 * outcome.before.macs
+    with torch.no_grad():
+        assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 4)
