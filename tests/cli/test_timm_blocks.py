@@ -33,26 +33,39 @@ def _prune(base, out, *extra: str) -> dict:
     return json.loads(r.stdout)
 
 
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+    """`get(model, *prune options)` → (pruned checkpoint, prune's JSON), made once per module."""
+    cache: dict = {}
+
+    def get(model: str, *extra: str):
+        if (model, extra) not in cache:
+            folder = tmp_path_factory.mktemp(model)
+            out = folder / "p.safetensors"
+            cache[model, extra] = out, _prune(_base(model, folder), out, *extra)
+        return cache[model, extra]
+
+    return get
+
+
 @pytest.mark.parametrize(("model", "ignore"), [
     ("poolformer_tiny_test", []),
     ("mixer_tiny_test", []),
     ("caformer_tiny_test", ["--ignore", "stages.2.blocks.*.token_mixer", "--ignore", "stages.3.blocks.*.token_mixer"]),
 ])
-def test_family_prunes_and_reloads(model, ignore, tmp_path):
+def test_family_prunes_and_reloads(model, ignore, pruned, tmp_path):
     """CAFormer's SepConv mixers, MLPs and ResScale vectors prune once its attention is ignored."""
-    out = tmp_path / "p.safetensors"
-    result = _prune(_base(model, tmp_path), out, *ignore)
+    out, result = pruned(model, *ignore)
     assert result["macs_after"] < 0.8 * result["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
 
 
-def test_poolformer_scale_shape_follows_its_vector(tmp_path):
+def test_poolformer_scale_shape_follows_its_vector(pruned):
     """LayerScale vectors are cut with their `view` shape, which the header records for reload."""
     from timm.models.metaformer import Scale
 
-    out = tmp_path / "p.safetensors"
-    _prune(_base("poolformer_tiny_test", tmp_path), out)
+    out, _ = pruned("poolformer_tiny_test")
     structure = ckpt.read_header(out.read_bytes()).structure
     scales = [(n, m) for n, m in ckpt.load(out).model.named_modules() if isinstance(m, Scale)]
     dims = {0: 8, 1: 16, 2: 24, 3: 32}
@@ -64,10 +77,9 @@ def test_poolformer_scale_shape_follows_its_vector(tmp_path):
         assert structure[name]["shape"] == [module.scale.numel(), 1, 1]
 
 
-def test_mixer_prunes_channels_never_tokens(tmp_path):
+def test_mixer_prunes_channels_never_tokens(pruned):
     """The token-mixing MLPs keep their 16 patches; the embedding and channel MLPs shrink."""
-    out = tmp_path / "p.safetensors"
-    _prune(_base("mixer_tiny_test", tmp_path), out)
+    out, _ = pruned("mixer_tiny_test")
     model = ckpt.load(out).model
     for block in model.blocks:
         assert block.mlp_tokens.fc1.in_features == 16 and block.mlp_tokens.fc2.out_features == 16
