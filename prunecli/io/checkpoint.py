@@ -41,6 +41,7 @@ WHITELIST: dict[str, type] = {
     "scale": float,
     "embed_dim": int,
     "head_hidden_size": int,
+    "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
 }
 
 
@@ -176,9 +177,11 @@ def structure_diff(model, reference) -> dict[str, dict[str, Any]]:
         base = ref.get(path)
         if base is None:
             continue
-        for attr in WHITELIST:
-            if hasattr(module, attr) and getattr(module, attr) != getattr(base, attr, None):
-                value = getattr(module, attr)
+        for attr, kind in WHITELIST.items():
+            value = getattr(module, attr, None)
+            if not isinstance(value, {float: (int, float), tuple: (tuple, list)}.get(kind, kind)):
+                continue  # e.g. timm metaformer.Scale's `scale` is a Parameter, not the attention float
+            if value != getattr(base, attr, None):
                 diff.setdefault(path, {})[attr] = list(value) if isinstance(value, tuple) else value
     return diff
 

@@ -108,3 +108,96 @@ def deit_distilled_tiny_test(num_classes: int = 10):
 )
 def convnext_tiny_test(num_classes: int = 10):
     return ConvNeXt(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_classes=num_classes)
+
+
+# Tiny configurations of the families `pruning/timm_blocks.py` extends (tests; 32×32 inputs).
+
+
+@register_model(
+    "poolformer_tiny_test",
+    family="timm",
+    description="tiny timm PoolFormer (MetaFormer with pooling, LayerScale; depths 1-1-1-1, dims 8-32) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def poolformer_tiny_test(num_classes: int = 10):
+    from timm.layers import GroupNorm1
+    from timm.models.metaformer import MetaFormer
+    from torch import nn
+
+    return MetaFormer(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), downsample_norm=None, mlp_act=nn.GELU,
+                      mlp_bias=True, norm_layers=GroupNorm1, layer_scale_init_values=1e-5,
+                      res_scale_init_values=None, use_mlp_head=False, num_classes=num_classes)
+
+
+@register_model(
+    "caformer_tiny_test",
+    family="timm",
+    description="tiny timm CAFormer (SepConv and attention token mixers, ResScale; dims 16-96) for tests",
+    protected=("head.fc.fc2",),
+    tiny=True,
+)
+def caformer_tiny_test(num_classes: int = 10):
+    from timm.models.metaformer import Attention, LayerNorm2dNoBias, LayerNormNoBias, MetaFormer, SepConv
+
+    return MetaFormer(depths=(1, 1, 1, 1), dims=(16, 16, 96, 96),
+                      token_mixers=[SepConv, SepConv, Attention, Attention],
+                      norm_layers=[LayerNorm2dNoBias] * 2 + [LayerNormNoBias] * 2, num_classes=num_classes)
+
+
+@register_model(
+    "mixer_tiny_test",
+    family="timm",
+    description="tiny timm MLP-Mixer (32×32, patch 8, dim 32, 2 blocks) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def mixer_tiny_test(num_classes: int = 10):
+    from timm.models.mlp_mixer import MlpMixer
+
+    return MlpMixer(img_size=32, patch_size=8, num_blocks=2, embed_dim=32, num_classes=num_classes)
+
+
+def _tiny_csp(block_type: str, num_classes: int):
+    from timm.models.cspnet import CspModelCfg, CspNet, CspStagesCfg, CspStemCfg
+
+    cfg = CspModelCfg(stem=CspStemCfg(out_chs=8, kernel_size=3, stride=2, pool=""),
+                      stages=CspStagesCfg(depth=(1, 1, 1), out_chs=(16, 32, 64), stride=2, expand_ratio=2.0,
+                                          bottle_ratio=0.5, avg_down=False, block_type=block_type, stage_type="csp"))
+    return CspNet(cfg, num_classes=num_classes)
+
+
+@register_model(
+    "cspdarknet_tiny_test",
+    family="timm",
+    description="tiny timm CSPDarkNet (CrossStage with dark blocks, 3 stages, 8-64 channels) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def cspdarknet_tiny_test(num_classes: int = 10):
+    return _tiny_csp("dark", num_classes)
+
+
+@register_model(
+    "cspresnet_tiny_test",
+    family="timm",
+    description="tiny timm CSPResNet (CrossStage with bottlenecks, 3 stages, 8-64 channels) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def cspresnet_tiny_test(num_classes: int = 10):
+    return _tiny_csp("bottle", num_classes)
+
+
+@register_model(
+    "edgenext_tiny_test",
+    family="timm",
+    description="tiny timm EdgeNeXt (conv encoders and split transposed-attention blocks, dims 8-32) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def edgenext_tiny_test(num_classes: int = 10):
+    from timm.models.edgenext import EdgeNeXt
+
+    return EdgeNeXt(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), heads=(2, 2, 2, 2), d2_scales=(2, 2, 3, 4),
+                    num_classes=num_classes)

@@ -108,6 +108,10 @@ def _attention_heads(model: nn.Module) -> dict:
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
+    from prunecli.pruning.extensions import collect
+
+    customized, unwrapped, extra_ignored = collect(model, ignored)  # timm blocks TP needs help with
+    ignored = ignored + extra_ignored
     recorder = _Recorder(importance)
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -117,6 +121,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
             pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
             round_to=plan.round_to, num_heads=heads,
+            customized_pruners=customized or None, unwrapped_parameters=unwrapped or None,
             pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
             else None,
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,

@@ -1,0 +1,99 @@
+"""Architecture extensions for Torch-Pruning: custom pruners, unwrapped parameters, layers to leave alone.
+
+Torch-Pruning's dependency graph handles Conv/Linear/norm layers; other building blocks need
+its public hooks: `customized_pruners` (a `tp.pruner.function.BasePruningFunc` per layer
+type), `unwrapped_parameters` (bare `nn.Parameter`s with the dimension to cut) and
+`ignored_layers`. Each architecture family contributes them through one function registered
+here, so `structured.prune_at` has a single hook and Torch-Pruning itself is never patched.
+
+An extension is `fn(model) -> (customized_pruners: dict, unwrapped_parameters: list,
+ignored_layers: list)`. Where a layer type still cannot be pruned safely, `fn` raises
+`Unsupported(layer_type, paths, hint)`; `collect` turns that into one `UserError` line before
+anything is pruned, unless the user's `--ignore` already covers every offending module (then
+the extension is skipped: its layers stay as they are). A refusal with `hint=None` cannot be
+lifted by `--ignore` (e.g. the dependency graph itself cannot be built).
+
+Modules listed in `PROVIDERS` register their extensions when imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+
+import torch.nn as nn
+
+from prunecli.errors import UserError
+
+Extension = Callable[[nn.Module], tuple[dict, list, list]]
+
+PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks",)
+"""Modules that call `register_extension` at import (append new ones at the end)."""
+
+_EXTENSIONS: list[Extension] = []
+
+
+class Unsupported(Exception):
+    """A layer type this model uses that pruning cannot handle (yet)."""
+
+    def __init__(self, layer_type: str, paths: Iterable[str], hint: str | None):
+        self.layer_type, self.paths, self.hint = layer_type, sorted(paths), hint
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        where = ", ".join(self.paths[:3]) + (f" (+{len(self.paths) - 3} more)" if len(self.paths) > 3 else "")
+        what = f"cannot prune {self.layer_type} safely (at {where})"
+        if self.hint is None:
+            return f"{what}; this architecture is not supported by structured pruning"
+        return f"{what}; leave it unpruned with {self.hint}"
+
+
+def register_extension(fn: Extension) -> Extension:
+    """Add `fn` to the extensions every structured prune consults (usable as a decorator)."""
+    if fn not in _EXTENSIONS:
+        _EXTENSIONS.append(fn)
+    return fn
+
+
+def extensions() -> list[Extension]:
+    for name in PROVIDERS:
+        importlib.import_module(name)
+    return list(_EXTENSIONS)
+
+
+def _covered(model: nn.Module, paths: list[str], ignored: list[nn.Module]) -> bool:
+    """Every offending module is ignored, itself or through an ignored ancestor."""
+    ignored_ids = {id(m) for m in ignored}
+    named = dict(model.named_modules())
+    for path in paths:
+        parts = path.split(".")
+        chain = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if not any(p in named and id(named[p]) in ignored_ids for p in chain):
+            return False
+    return True
+
+
+def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, list]:
+    """Merge every extension's contribution for `model`.
+
+    Args:
+        model: the model about to be pruned.
+        ignored: modules the user or the entry already protects (head, `--ignore`).
+
+    Raises:
+        UserError: an extension refused a layer the user did not ignore.
+    """
+    customized: dict = {}
+    unwrapped: list = []
+    extra: list = []
+    for fn in extensions():
+        try:
+            more_custom, more_unwrapped, more_ignored = fn(model)
+        except Unsupported as refusal:
+            if refusal.hint is not None and _covered(model, refusal.paths, ignored):
+                continue
+            raise UserError(refusal.message()) from None
+        customized.update(more_custom)
+        unwrapped.extend(more_unwrapped)
+        extra.extend(more_ignored)
+    return customized, unwrapped, extra
