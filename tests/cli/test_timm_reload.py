@@ -47,9 +47,9 @@ with torch.no_grad():
 """
 
 
-def base_checkpoint(folder, case: str):
+def base_checkpoint(folder, case: str, spec: tuple | None = None):
     """An unpruned checkpoint of `case` (random init, BN statistics moved off their init)."""
-    name, kwargs, side = CASES[case]
+    name, kwargs, side = spec or CASES[case]
     torch.manual_seed(0)
     model, entry, args = build_model(name, num_classes=4, **kwargs)
     with torch.no_grad():
@@ -97,11 +97,7 @@ def test_pruned_timm_families_reload_identically(tmp_path):
 @pytest.mark.slow
 def test_pruned_inception_v3_reloads(tmp_path):
     """inception_v3 has no size kwargs: the real architecture at its smallest input (75×75)."""
-    CASES["inception"] = ("timm:inception_v3", {}, 75)
-    try:
-        base = base_checkpoint(tmp_path, "inception")
-    finally:
-        del CASES["inception"]
+    base = base_checkpoint(tmp_path, "inception", ("timm:inception_v3", {}, 75))
     out = tmp_path / "inception.p.safetensors"
     result = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
     assert result.exit_code == 0, f"{result.output}{result.exception!r}"
