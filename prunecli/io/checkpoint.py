@@ -103,11 +103,15 @@ class Loaded:
 
 def load(src: str | Path, device: str = "cpu") -> Loaded:
     """Load a checkpoint (path or `-`) into a freshly built registry model."""
+    return load_bytes(read_bytes(src), device)
+
+
+def load_bytes(data: bytes, device: str = "cpu") -> Loaded:
+    """Load checkpoint bytes (read from a file, or about to be written: `prune` verifies them)."""
     from safetensors.torch import load as st_load
 
     from prunecli.models import build_model
 
-    data = read_bytes(src)
     header = read_header(data)
     try:
         tensors = st_load(data)
@@ -135,8 +139,9 @@ def apply_structure(model, structure: dict[str, dict[str, Any]], tensors: dict) 
         for attr, value in attrs.items():
             where = f"{path}.{attr}" if path else f"the model's {attr}"
             kind = WHITELIST.get(attr)
-            if kind is None or not hasattr(module, attr):
-                raise CheckpointError(f"checkpoint asks to set {where}, which is not allowed")
+            if kind is None or not _settable(module, attr):
+                why = " (a property of " + type(module).__name__ + ")" if _is_property(module, attr) else ""
+                raise CheckpointError(f"checkpoint asks to set {where}{why}, which is not allowed")
             if kind is tuple:
                 if not (isinstance(value, list) and all(type(v) is int for v in value)):
                     raise CheckpointError(f"{where} must be a list of integers")
@@ -162,6 +167,22 @@ def apply_structure(model, structure: dict[str, dict[str, Any]], tensors: dict) 
                 owner._buffers[name] = torch.empty(tensor.shape, dtype=buf.dtype)
 
 
+def _settable(module, attr: str) -> bool:
+    """A size a checkpoint may set: a plain attribute of this module instance.
+
+    Wrappers such as timm's `ConvNormAct` or `BatchNormAct2d` expose `out_channels`,
+    `num_features`, ... as properties that read the inner conv/bn (or a class default); the
+    inner module carries the real attribute and its own entry, so a property is never set.
+    """
+    return attr in vars(module) and not _is_property(module, attr)
+
+
+def _is_property(module, attr: str) -> bool:
+    import inspect
+
+    return isinstance(inspect.getattr_static(type(module), attr, None), property)
+
+
 def _submodule(model, path: str):
     try:
         return model.get_submodule(path) if path else model
@@ -178,7 +199,9 @@ def structure_diff(model, reference) -> dict[str, dict[str, Any]]:
         if base is None:
             continue
         for attr, kind in WHITELIST.items():
-            value = getattr(module, attr, None)
+            if not _settable(module, attr):
+                continue
+            value = getattr(module, attr)
             if not isinstance(value, {float: (int, float), tuple: (tuple, list)}.get(kind, kind)):
                 continue  # e.g. timm metaformer.Scale's `scale` is a Parameter, not the attention float
             if value != getattr(base, attr, None):
@@ -207,11 +230,16 @@ def tensors_of(model) -> dict:
     return out
 
 
-def save(model, dst: str | Path, header: Header) -> bytes:
-    """Serialise `model` with `header` and write it atomically (to stdout for `-`)."""
+def dump(model, header: Header) -> bytes:
+    """The checkpoint bytes of `model` with `header` (what `save` writes)."""
     from safetensors.torch import save as st_save
 
-    data = st_save(tensors_of(model), metadata={HEADER_KEY: header.model_dump_json()})
+    return st_save(tensors_of(model), metadata={HEADER_KEY: header.model_dump_json()})
+
+
+def save(model, dst: str | Path, header: Header) -> bytes:
+    """Serialise `model` with `header` and write it atomically (to stdout for `-`)."""
+    data = dump(model, header)
     atomic.write_bytes(dst, data)
     return data
 

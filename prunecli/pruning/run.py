@@ -9,6 +9,7 @@ import torch
 
 from prunecli.cli._output import err
 from prunecli.errors import UserError
+from prunecli.io import atomic
 from prunecli.io import checkpoint as ckpt
 from prunecli.io.schema import CalibrationRecord, LayerMask, MasksSidecar, RemovedBlock
 from prunecli.io.sidecars import write_sidecar
@@ -16,6 +17,7 @@ from prunecli.methods import get_method
 from prunecli.models import build_model
 from prunecli.profiling.counts import count, example_input, flops_sidecar
 from prunecli.pruning.structured import Outcome, PrunePlan, prune, prune_indices
+from prunecli.pruning.verify import checked_bytes, forward_guard
 
 
 def accumulate_gradients(model, calibration) -> None:
@@ -67,7 +69,8 @@ def _decided(method, loaded, options: dict) -> tuple:
     removed, details = method.decide(loaded, options)
     if method.decide_needs_data and options.get("reuse"):
         record = _reused_calibration(options["reuse"])
-    layers = prune_indices(model, shape, removed, details)
+    with forward_guard("while pruning"):
+        layers = prune_indices(model, shape, removed, details)
     total = sum(layer["channels_before"] for layer in layers) or 1
     ratio = sum(len(layer["removed"]) for layer in layers) / total
     outcome = Outcome(ratio, before, count(model, shape), layers, list(loaded.entry.protected))
@@ -118,7 +121,7 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
         err.print(f"pruning {header.model.name} with {method.name} "
                   f"({'global' if plan.global_pruning else 'local'}, "
                   f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
-        with torch.enable_grad():
+        with torch.enable_grad(), forward_guard("while pruning"):
             pruned, outcome = prune(model, shape, criterion.importance, plan, loaded.entry.protected,
                                     on_trial=lambda r, m: err.print(f"  ratio {r:.4f} → {m:,} MACs"))
     pruned.zero_grad(set_to_none=True)
@@ -127,7 +130,9 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     new = header.model_copy(update={"structure": ckpt.structure_diff(pruned, fresh),
                                     "removed_modules": ckpt.removed_modules(pruned, fresh),
                                     "lineage": [*header.lineage, entry], "metrics": {}})
-    ckpt.save(pruned, out, new)
+    # verified before anything is written (it runs, it reloads into the same model); the
+    # verified bytes are the ones written
+    atomic.write_bytes(out, checked_bytes(pruned, new, shape))
     name = Path(out).name if out != "-" else "-"
     masks = MasksSidecar(checkpoint=name, parent_sha256=loaded.sha256, method=method.name,
                          options={**options, "resolved_ratio": outcome.ratio},
@@ -187,7 +192,7 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     def write(path: str, names: list[str], steps: list[dict], metrics: dict) -> tuple[float, int, int]:
         new = header.model_copy(update={"sparse_params": sorted(set(header.sparse_params) | set(names)),
                                         "lineage": lineage, "metrics": metrics})
-        ckpt.save(model, path, new)
+        atomic.write_bytes(path, checked_bytes(model, new, header.input_shape))
         return _sparse_sidecars(model, path, method.name, options, loaded.sha256, names, steps, dense,
                                 header.input_shape)
 
