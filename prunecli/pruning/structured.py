@@ -109,12 +109,15 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     recorder = _Recorder(importance)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        from prunecli.pruning.timm_attention import attention_extension  # lead: via extensions registry
+
+        customized, unwrapped, hidden = attention_extension(model, ignored)
         heads = _attention_heads(model)
         pruner = tp.pruner.BasePruner(
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
-            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
-            round_to=plan.round_to, num_heads=heads,
+            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored + hidden,
+            round_to=plan.round_to, num_heads=heads, customized_pruners=customized, unwrapped_parameters=unwrapped,
             pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
             else None,
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
@@ -134,6 +137,9 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                     scores[mod] = recorder.scores[root]
             group.prune()
     _report(caught)
+    from prunecli.pruning.timm_attention import sync_after_pruning
+
+    sync_after_pruning(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
 
