@@ -104,7 +104,9 @@ def _check_supported(model: nn.Module, ignored: list) -> None:
 def attention_extension(model: nn.Module, ignored: list = ()) -> tuple[dict, list, list]:
     """(customized_pruners, unwrapped_parameters, ignored_layers) for the timm attention in `model`.
 
-    ignored_layers lists Swin's relative position bias tables (cut per head after pruning).
+    ignored_layers lists Swin's relative position bias tables (cut per head after pruning, as
+    the reference) and the bias tables of attentions the user ignores; unwrapped_parameters
+    declares the same tables so Torch-Pruning does not warn that it would guess their dim.
 
     Args:
         ignored: the layers the user already protects (`--ignore`); a refused attention whose
@@ -125,7 +127,9 @@ def attention_extension(model: nn.Module, ignored: list = ()) -> tuple[dict, lis
             params.append(m.relative_position_bias_table)
         elif isinstance(m, refused):  # ignored by the user: keep its bias tables whole too
             params.extend(m.parameters(recurse=False))
-    return customized, [], params
+    # Declared (dim 1 = heads) so TP does not warn it will guess a dim; ignored, so it never cuts them.
+    unwrapped = [(p, p.dim() - 1) for p in params]
+    return customized, unwrapped, params
 
 
 def _kept_heads(table_heads: int, qkv: nn.Linear, removed: list[int]) -> list[int]:
