@@ -28,7 +28,7 @@ Torch-Pruning leaves behind (Swin's bias table and scale).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fnmatch
 
 import torch.nn as nn
 import torch_pruning as tp
@@ -81,6 +81,18 @@ def _glob(path: str) -> str:
     return ".".join("*" if part.isdigit() else part for part in path.split("."))
 
 
+def _globs(model: nn.Module, paths: list[str]) -> list[str]:
+    """Fewest --ignore patterns matching exactly `paths`: `*.factoratt_crpe` when the leaf name is
+    unique to them, else one `stages.*.blocks.*.attn`-style pattern per path shape."""
+    names = [n for n, _ in model.named_modules()]
+    leaves = {p.rsplit(".", 1)[-1] for p in paths}
+    if len(leaves) == 1:
+        short = f"*.{leaves.pop()}"
+        if {n for n in names if fnmatch.fnmatchcase(n, short)} == set(paths):
+            return [short]
+    return sorted({_glob(p) for p in paths})
+
+
 def _check_supported(model: nn.Module, ignored: list) -> None:
     """Refuse before pruning when an attention Torch-Pruning cannot follow has a layer not ignored."""
     refused = _refused_types()
@@ -93,7 +105,7 @@ def _check_supported(model: nn.Module, ignored: list) -> None:
             bad.setdefault(type(m), []).append(path)
     if bad:
         kind, paths = next(iter(bad.items()))
-        globs = sorted({_glob(p) for ps in bad.values() for p in ps})
+        globs = _globs(model, [p for ps in bad.values() for p in ps])
         ignore = " ".join(f"--ignore '{g}'" for g in globs)
         raise UserError(
             f"cannot prune {kind.__module__.rsplit('.', 1)[-1]}.{kind.__name__} at {paths[0]} "

@@ -80,9 +80,9 @@ def test_pvt_refused_before_pruning_then_ignore_prunes_the_mlps(bases, tmp_path,
     assert code == 2 and not out.exists()
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pvt_v2.Attention" in errors[0] and "Traceback" not in err
-    assert "--ignore 'stages.*.blocks.*.attn'" in err
+    assert "--ignore '*.attn'" in err  # the one pattern that matches exactly these attentions
     r = run_cli("prune", bases["pvt_v2_tiny_test"], "--method", "l1", "--ratio", "0.3",
-                "--ignore", "stages.*.blocks.*.attn", "-o", out, "--json")
+                "--ignore", "*.attn", "-o", out, "--json")
     assert r.exit_code == 0, r.output + repr(r.exception)
     assert json.loads(r.stdout)["macs_after"] < json.loads(r.stdout)["macs_before"]
     pruned, base = ckpt.load(out).model, ckpt.load(bases["pvt_v2_tiny_test"]).model
