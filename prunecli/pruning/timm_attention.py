@@ -1,11 +1,11 @@
 """Torch-Pruning extensions for timm's attention variants that its dependency graph cannot see through.
 
 Torch-Pruning traces channels through Linear/Conv layers and element-wise ops; it cannot follow
-an attention's reshapes into heads, key/value splits or per-head bias tables. Where it tries, it
-cuts q and k independently (PVT-v2's separate `q`/`kv`), splits LeViT's fused `qkv` at the wrong
-offsets, or leaves a LayerNorm at the old width (Swin's PatchMerging), and the pruned forward
-fails. Two mechanisms, both Torch-Pruning's own public ones (`customized_pruners`,
-`ignored_layers`), fix that without patching it:
+an attention's reshapes into heads, key/value splits or per-head bias tables. Left alone it
+cuts PVT-v2's `q`/`kv` apart from the width the forward reshapes with, leaves Swin's
+PatchMerging LayerNorm at the old width, or (LeViT, EfficientViT) fails inside its importance
+with indices beyond a layer's width. With Torch-Pruning's public mechanisms only
+(`customized_pruners`, `unwrapped_parameters`, `ignored_layers`, `num_heads`):
 
 * **Swin** (Liu et al., ICCV 2021) is pruned fully, as Isomorphic Pruning's reference does
   (github.com/VainF/Isomorphic-Pruning, `pbench/extension.py` and `prune.py`): a customized
@@ -14,16 +14,17 @@ fails. Two mechanisms, both Torch-Pruning's own public ones (`customized_pruners
   pruner's `num_heads` (whole heads or the same in-head dims in every head), the relative
   position bias table kept out of the graph and cut to the surviving heads after pruning, and
   `scale` re-derived from the new head dim (the reference sets `head_dim ** -0.5`).
-* **Opaque attention** (LeViT, EfficientViT's LiteMLA, CoaT's factorised attention, PVT-v2's
-  spatial-reduction attention): the attention module is one customized node. Its embedding
-  channels (the inputs its first projections read, the outputs its last projection writes) are
-  pruned with the rest of the residual stream and the MLPs; its inside (heads, key and value
-  dims, bias tables, depthwise aggregation convs) is kept whole, so heads stay consistent by
-  construction. Pruning heads of these variants is not implemented.
+* **Refused** (LeViT's `Attention`/`AttentionDownsample`, EfficientViT's `LiteMLA`, CoaT's
+  `FactorAttnConvRelPosEnc`, PVT-v2's `Attention`): their forward ties inner widths to the
+  input's (`reshape(B, N, C)`, `head_dim = C // num_heads`) or splits a fused projection per
+  head at fixed key/value offsets, so neither the embedding width nor the heads can be cut
+  without rewriting their forward. We refuse before pruning, naming the `--ignore` patterns
+  that protect them; with those, Torch-Pruning cuts only the MLPs and convs around them (a group
+  holding an ignored layer's outputs is never pruned), and their bias tables stay whole.
 
-`attention_extension(model)` returns `(customized_pruners, unwrapped_parameters,
-ignored_layers)` for the pruner; `sync_after_pruning(model, num_heads, removed)` fixes what
-Torch-Pruning leaves behind (Swin's bias table and scale).
+`attention_extension(model, ignored=())` returns `(customized_pruners, unwrapped_parameters,
+ignored_layers)` for the pruner (or raises the refusal); `sync_after_pruning(model, num_heads,
+removed)` fixes what Torch-Pruning leaves behind (Swin's bias tables and scale).
 """
 
 from __future__ import annotations
