@@ -201,3 +201,31 @@ def edgenext_tiny_test(num_classes: int = 10):
 
     return EdgeNeXt(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), heads=(2, 2, 2, 2), d2_scales=(2, 2, 3, 4),
                     num_classes=num_classes)
+
+
+@register_model(
+    "swin_tiny_test",
+    family="timm",
+    description="tiny timm Swin (32×32, patch 2, window 4, dims 16-32, heads 2-4) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def swin_tiny_test(num_classes: int = 10):
+    from timm.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(img_size=32, patch_size=2, window_size=4, embed_dim=16, depths=(1, 1),
+                           num_heads=(2, 4), mlp_ratio=2.0, num_classes=num_classes)
+
+
+@register_model(
+    "pvt_v2_tiny_test",
+    family="timm",
+    description="tiny timm PVT-v2 (32×32, dims 8-32, one block per stage) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def pvt_v2_tiny_test(num_classes: int = 10):
+    from timm.models.pvt_v2 import PyramidVisionTransformerV2
+
+    return PyramidVisionTransformerV2(depths=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32), num_heads=(1, 2, 3, 4),
+                                      mlp_ratios=(2.0, 2.0, 2.0, 2.0), num_classes=num_classes)

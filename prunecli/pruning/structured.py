@@ -109,9 +109,13 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
     from prunecli.pruning.extensions import collect
+    from prunecli.pruning.timm_attention import attention_extension
 
     customized, unwrapped, extra_ignored = collect(model, ignored)  # timm blocks TP needs help with
     ignored = ignored + extra_ignored
+    # Attention variants: their refusal needs the user's --ignore modules, so it is called here.
+    att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
+    customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
     recorder = _Recorder(importance)
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -119,7 +123,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
         pruner = tp.pruner.BasePruner(
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
-            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored,
+            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored + hidden,
             round_to=plan.round_to, num_heads=heads,
             customized_pruners=customized or None, unwrapped_parameters=unwrapped or None,
             pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
@@ -141,6 +145,9 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                     scores[mod] = recorder.scores[root]
             group.prune()
     _report(caught)
+    from prunecli.pruning.timm_attention import sync_after_pruning
+
+    sync_after_pruning(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
 
