@@ -89,9 +89,10 @@ class _Recorder(tp.importance.Importance):
     """Wraps an importance so each group's scores can be written to the masks sidecar."""
 
     def __init__(self, inner):
-        self.inner, self.scores = inner, {}
+        self.inner, self.scores, self.current = inner, {}, None
 
     def __call__(self, group, **kwargs):
+        self.current = group[0].dep.target.module  # named if Torch-Pruning fails on this group
         imp = self.inner(group, **kwargs)
         if imp is not None:
             self.scores[group[0].dep.target.module] = imp.detach().float().cpu()
@@ -137,19 +138,37 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     scores: dict[nn.Module, torch.Tensor] = {}
     with phase("pruning"), warnings.catch_warnings(record=True) as caught:  # TP also warns while stepping
         warnings.simplefilter("always")
-        for group in pruner.step(interactive=True):
-            root = group[0].dep.target.module
-            for mod, idxs in _cut_layers(group, pruner.DG, before):
-                removed.setdefault(mod, []).extend(idxs)
-                if root in recorder.scores:
-                    scores[mod] = recorder.scores[root]
-            group.prune()
+        try:
+            for group in pruner.step(interactive=True):
+                root = recorder.current = group[0].dep.target.module
+                for mod, idxs in _cut_layers(group, pruner.DG, before):
+                    removed.setdefault(mod, []).extend(idxs)
+                    if root in recorder.scores:
+                        scores[mod] = recorder.scores[root]
+                group.prune()
+        except UserError:
+            raise
+        except Exception as error:  # inside Torch-Pruning: one line naming the group, never a traceback
+            raise _group_failed(recorder.current, names, error) from error
     _report(caught)
     from prunecli.pruning.timm_attention import sync_after_pruning
 
     sync_after_pruning(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
+
+
+def _group_failed(root: nn.Module | None, names: dict, error: Exception) -> UserError:
+    """Torch-Pruning raised while scoring or cutting a group (e.g. timm FastViT's layer scales):
+    the partly pruned model is discarded and nothing is written; name the group's root layer
+    so the user can leave it unpruned (`--debug` shows the traceback)."""
+    what = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+    if root is None or root not in names:
+        return UserError(f"Torch-Pruning failed while pruning ({what}); nothing written")
+    name = names[root]
+    glob = ".".join("*" if part.isdigit() else part for part in name.split("."))
+    return UserError(f"Torch-Pruning failed on the channel group rooted at {type(root).__name__} '{name}' "
+                     f"({what}); leave it unpruned with --ignore '{glob}'; nothing written")
 
 
 def _cut_layers(group, graph, before: dict):

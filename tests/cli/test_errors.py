@@ -89,3 +89,40 @@ def test_pretrained_without_hub_fails_fast(tmp_path, monkeypatch, capsys):
     code = run_main("import", "--model", "timm:resnet18", "--pretrained", "-o", tmp_path / "o.safetensors")
     captured = capsys.readouterr()
     _check(code, captured.out, captured.err, "unreachable", tmp_path)
+
+
+def test_torch_pruning_failure_is_one_line_naming_the_group(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    """An exception inside Torch-Pruning (timm FastViT raised IndexError in its importance) is one
+    `error:` line naming the group's root layer and the --ignore that leaves it, exit 2, no files."""
+    import torch_pruning as tp
+
+    original = tp.importance.GroupMagnitudeImportance.__call__
+
+    def failing(self, group, **kwargs):
+        if group[0].dep.target.module is self._victim:
+            raise IndexError("index 7 is out of bounds for dimension 0 with size 4")
+        return original(self, group, **kwargs)
+
+    from prunecli.io.checkpoint import load
+
+    victim_name = "layer1.0.conv1"
+    monkeypatch.setattr(tp.importance.GroupMagnitudeImportance, "__call__", failing)
+    monkeypatch.setattr(tp.importance.GroupMagnitudeImportance, "_victim", None, raising=False)
+    import prunecli.pruning.structured as structured
+
+    real_prune_at = structured.prune_at
+
+    def prune_at(model, *args, **kwargs):  # point the failure at one conv of the model being pruned
+        tp.importance.GroupMagnitudeImportance._victim = model.get_submodule(victim_name)
+        return real_prune_at(model, *args, **kwargs)
+
+    monkeypatch.setattr(structured, "prune_at", prune_at)
+    assert load(tiny_ckpt).model.get_submodule(victim_name) is not None
+    code = run_main("prune", tiny_ckpt, "--method", "l1", "--ratio", "0.3", "-o", tmp_path / "p.safetensors")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "IndexError" in lines[0] and f"'{victim_name}'" in lines[0]
+    assert "--ignore 'layer1.*.conv1'" in lines[0]
+    assert list(tmp_path.iterdir()) == []
