@@ -7,7 +7,12 @@ type), `unwrapped_parameters` (bare `nn.Parameter`s with the dimension to cut) a
 here, so `structured.prune_at` has a single hook and Torch-Pruning itself is never patched.
 
 An extension is `fn(model) -> (customized_pruners: dict, unwrapped_parameters: list,
-ignored_layers: list)`. Where a layer type still cannot be pruned safely, `fn` raises
+ignored_layers: list)`, or that tuple plus a fourth item, `num_heads: dict` (a projection →
+its head count, merged into the pruner's `num_heads` so Torch-Pruning cuts whole heads or the
+same in-head dims of every head). What Torch-Pruning leaves stale after cutting (a head count, a
+scale, a reshape size) is fixed by a hook registered with `register_after_prune`:
+`hook(model, num_heads, removed)` runs once after the last group is cut (`num_heads`: the
+pruner's head counts left; `removed`: layer → output-channel indices it lost). Where a layer type still cannot be pruned safely, `fn` raises
 `Unsupported(layer_type, paths, hint)`; `collect` turns that into one `UserError` line before
 anything is pruned, unless the user's `--ignore` already covers every offending module (then
 the extension is skipped: its layers stay as they are). A refusal with `hint=None` cannot be
@@ -31,6 +36,7 @@ PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks",)
 """Modules that call `register_extension` at import (append new ones at the end)."""
 
 _EXTENSIONS: list[Extension] = []
+_AFTER: list[Callable] = []
 
 
 class Unsupported(Exception):
@@ -55,6 +61,20 @@ def register_extension(fn: Extension) -> Extension:
     return fn
 
 
+def register_after_prune(fn: Callable) -> Callable:
+    """Add `fn(model, num_heads, removed)` to the hooks run after every structured prune (decorator)."""
+    if fn not in _AFTER:
+        _AFTER.append(fn)
+    return fn
+
+
+def after_prune(model: nn.Module, num_heads: dict | None, removed: dict) -> None:
+    """Run every registered after-prune hook (see the module docstring)."""
+    extensions()
+    for fn in list(_AFTER):
+        fn(model, num_heads or {}, removed)
+
+
 def extensions() -> list[Extension]:
     for name in PROVIDERS:
         importlib.import_module(name)
@@ -73,22 +93,26 @@ def _covered(model: nn.Module, paths: list[str], ignored: list[nn.Module]) -> bo
     return True
 
 
-def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, list]:
+def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, list, dict]:
     """Merge every extension's contribution for `model`.
 
     Args:
         model: the model about to be pruned.
         ignored: modules the user or the entry already protects (head, `--ignore`).
 
+    Returns:
+        (customized_pruners, unwrapped_parameters, ignored_layers, num_heads).
+
     Raises:
         UserError: an extension refused a layer the user did not ignore.
     """
+    heads: dict = {}
     customized: dict = {}
     unwrapped: list = []
     extra: list = []
     for fn in extensions():
         try:
-            more_custom, more_unwrapped, more_ignored = fn(model)
+            more_custom, more_unwrapped, more_ignored, *more_heads = fn(model)
         except Unsupported as refusal:
             if refusal.hint is not None and _covered(model, refusal.paths, ignored):
                 continue
@@ -96,4 +120,6 @@ def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, lis
         customized.update(more_custom)
         unwrapped.extend(more_unwrapped)
         extra.extend(more_ignored)
-    return customized, unwrapped, extra
+        for h in more_heads:
+            heads.update(h)
+    return customized, unwrapped, extra, heads

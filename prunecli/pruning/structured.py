@@ -109,10 +109,10 @@ def _attention_heads(model: nn.Module) -> dict:
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
-    from prunecli.pruning.extensions import collect
+    from prunecli.pruning.extensions import after_prune, collect
     from prunecli.pruning.timm_attention import attention_extension
 
-    customized, unwrapped, extra_ignored = collect(model, ignored)  # timm blocks TP needs help with
+    customized, unwrapped, extra_ignored, extension_heads = collect(model, ignored)  # timm blocks TP needs help with
     ignored = ignored + extra_ignored
     # Attention variants: their refusal needs the user's --ignore modules, so it is called here.
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
@@ -120,7 +120,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     recorder = _Recorder(importance)
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        heads = _attention_heads(model)
+        heads = {**_attention_heads(model), **extension_heads}
         pruner = tp.pruner.BasePruner(
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
@@ -154,6 +154,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     from prunecli.pruning.timm_attention import sync_after_pruning
 
     sync_after_pruning(model, pruner.num_heads, removed)
+    after_prune(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
 
