@@ -42,6 +42,9 @@ WHITELIST: dict[str, type] = {
     "embed_dim": int,
     "head_hidden_size": int,
     "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
+    "dim": int,  # timm pvt_v2.Attention's width (tied to its input; pruning/timm_attention_width.py)
+    "attention_dim": int,  # timm metaformer.Attention's heads × head_dim
+    "channel_splits": tuple,  # timm coat.ConvRelPosEnc: channels of each depthwise-conv head group
 }
 
 

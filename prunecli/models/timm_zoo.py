@@ -229,3 +229,20 @@ def pvt_v2_tiny_test(num_classes: int = 10):
 
     return PyramidVisionTransformerV2(depths=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32), num_heads=(1, 2, 3, 4),
                                       mlp_ratios=(2.0, 2.0, 2.0, 2.0), num_classes=num_classes)
+
+
+# attention_width (issue 12): attentions whose inner width is tied to the embedding width
+
+
+@register_model(
+    "coat_lite_tiny_test",
+    family="timm",
+    description="tiny timm CoaT-Lite (32×32, patch 4, dims 16-32, 4 heads, two crpe windows) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def coat_lite_tiny_test(num_classes: int = 10):
+    from timm.models.coat import CoaT
+
+    return CoaT(img_size=32, patch_size=4, embed_dims=(16, 16, 24, 32), serial_depths=(2, 1, 1, 1),
+                num_heads=4, mlp_ratios=(2, 2, 2, 2), crpe_window={3: 2, 5: 2}, num_classes=num_classes)

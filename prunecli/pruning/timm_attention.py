@@ -66,14 +66,12 @@ class SwinPatchMergingPruner(tp.BasePruningFunc):
 
 def _refused_types() -> dict[type, str]:
     """timm attention classes whose reshapes tie inner widths to the input's, with why, for refusal."""
-    from timm.models import coat, efficientvit_mit, levit, pvt_v2
+    from timm.models import efficientvit_mit, levit
 
     return {
         levit.Attention: "fused qkv split per head into key/key/value dims with per-head bias tables",
         levit.AttentionDownsample: "fused kv split per head into key/value dims with per-head bias tables",
         efficientvit_mit.LiteMLA: "qkv grouped per head through depthwise aggregation convs",
-        coat.FactorAttnConvRelPosEnc: "head dim derived from the input width, per-head-split depthwise convs",
-        pvt_v2.Attention: "separate q/kv projections reshaped with the input width",
     }
 
 

@@ -160,23 +160,6 @@ def _globs(paths: list[str]) -> str:
 
 
 @register_extension
-def metaformer_attention(model: nn.Module):
-    """CAFormer's attention: refused unless `--ignore`d.
-
-    Its forward reshapes the heads back with `reshape(B, N, C)`, C the input width, so
-    `num_heads × head_dim` must stay equal to the channels; Torch-Pruning prunes the two in
-    separate groups and rounds them differently (caformer_s18: 224 channels, 10 × 22 head dims).
-    """
-    from timm.models.metaformer import Attention
-
-    paths = [n for n, m in model.named_modules() if isinstance(m, Attention)]
-    if paths:
-        raise Unsupported("metaformer.Attention (CAFormer; its heads must keep the input width)", paths,
-                          _globs(paths))
-    return {}, [], []
-
-
-@register_extension
 def spatial_gating(model: nn.Module):
     """gMLP's spatial gating unit: refused unless `--ignore`d.
 
