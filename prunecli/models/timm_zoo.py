@@ -246,3 +246,17 @@ def coat_lite_tiny_test(num_classes: int = 10):
 
     return CoaT(img_size=32, patch_size=4, embed_dims=(16, 16, 24, 32), serial_depths=(2, 1, 1, 1),
                 num_heads=4, mlp_ratios=(2, 2, 2, 2), crpe_window={3: 2, 5: 2}, num_classes=num_classes)
+
+
+@register_model(
+    "xcit_tiny_test",
+    family="timm",
+    description="tiny timm XCiT (32×32, patch 8, dim 32, 4 heads, 2 XCA + 1 class-attention blocks) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def xcit_tiny_test(num_classes: int = 10):
+    from timm.models.xcit import Xcit
+
+    return Xcit(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, cls_attn_layers=1,
+                num_classes=num_classes)

@@ -12,7 +12,8 @@ its head count, merged into the pruner's `num_heads` so Torch-Pruning cuts whole
 same in-head dims of every head), and optionally a fifth, `channel_groups: dict` (a layer → a
 count g: every group holding its channels is cut at the same positions in each of g equal
 blocks, Torch-Pruning's `out_channel_groups`; unlike `num_heads` it adds no attention handling).
-What Torch-Pruning leaves stale after cutting (a head count, a scale, a reshape size) is fixed by a hook registered with `register_after_prune`:
+What Torch-Pruning leaves stale after cutting (a head count, a scale, a reshape size) is fixed
+by a hook registered with `register_after_prune`:
 `hook(model, num_heads, removed)` runs once after the last group is cut (`num_heads`: the
 pruner's head counts left; `removed`: layer → output-channel indices it lost). Where a layer type still cannot be pruned safely, `fn` raises
 `Unsupported(layer_type, paths, hint)`; `collect` turns that into one `UserError` line before

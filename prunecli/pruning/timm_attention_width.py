@@ -1,6 +1,6 @@
 """Attention whose inner width is tied to its input width, pruned together with the residual stream.
 
-Four timm attention variants compute the head split from the input width or reshape the heads
+Five timm attention variants compute the head split from the input width or reshape the heads
 back to it, so the q/k/v/proj inner width must always equal the embedding width:
 
 * PVT-v2 `pvt_v2.Attention` (Wang et al., CVMJ 2022): `head_dim = dim // num_heads`; the
@@ -11,8 +11,13 @@ back to it, so the q/k/v/proj inner width must always equal the embedding width:
 * CoaT `coat.FactorAttnConvRelPosEnc` (Xu et al., ICCV 2021): `reshape(..., C // num_heads)`,
   and a depthwise-conv relative position encoding (`ConvRelPosEnc`, shared by a stage's blocks)
   split into head groups by `channel_splits`.
-* EdgeNeXt `edgenext.CrossCovarianceAttn` (Maaz et al., ECCVW 2022; transposed, channel-to-
-  channel attention per head): `reshape(B, N, 3, num_heads, -1)` and `reshape(B, N, C)`.
+* XCiT `xcit.XCA` (El-Nouby et al., NeurIPS 2021; transposed, channel-to-channel attention per
+  head): `reshape(B, N, 3, num_heads, C // num_heads)` and `reshape(B, N, C)`; and the
+  class attention XCiT borrows from CaiT (`cait.ClassAttn`, Touvron et al., ICCV 2021): separate
+  q/k/v projections reshaped with `C // num_heads`. (EdgeNeXt's `CrossCovarianceAttn` is the
+  same attention, but its block's Res2Net-style `chunk` + add, which couples channel c of every
+  chunk, is mis-mapped by Torch-Pruning even without the attention; it stays refused in
+  `timm_blocks.py`, with `--ignore '*.xca'`.)
 
 Torch-Pruning sees their q/k/v/proj as separate layers: the inner width becomes its own
 channel group, rounded apart from the residual (caformer_s18: 224 channels, 10 heads × 22),
@@ -136,17 +141,26 @@ class PvtAttentionPruner(TiedAttentionPruner):
         layer.scale = layer.head_dim**-0.5
 
 
+class SeparateQKVPruner(TiedAttentionPruner):
+    """cait.ClassAttn (CaiT, XCiT class-attention blocks): q, k, v projections, `C // num_heads` heads."""
+
+    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> None:
+        for linear in (layer.q, layer.k, layer.v, layer.proj):
+            _linear(linear, idxs)
+        layer.scale = ((width - len(idxs)) // layer.num_heads) ** -0.5
+
+
 def _linear_conv(conv: nn.Conv2d, idxs: list[int]) -> None:
     tp.prune_conv_in_channels(conv, idxs)
     tp.prune_conv_out_channels(conv, idxs)
 
 
 def _tied_types() -> dict[type, TiedAttentionPruner]:
-    from timm.models import coat, metaformer, pvt_v2
+    from timm.models import cait, coat, metaformer, pvt_v2, xcit
 
     fused = FusedQKVPruner()
     return {pvt_v2.Attention: PvtAttentionPruner(), metaformer.Attention: fused,
-            coat.FactorAttnConvRelPosEnc: fused}
+            coat.FactorAttnConvRelPosEnc: fused, xcit.XCA: fused, cait.ClassAttn: SeparateQKVPruner()}
 
 
 @register_extension

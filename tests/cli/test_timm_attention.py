@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prunecli.io import checkpoint as ckpt
-from tests.conftest import reload_in_fresh_process, run_cli, run_main
+from tests.conftest import reload_in_fresh_process, run_cli
 
 DATA = "synthetic:n=16,val=8,classes=4"
 

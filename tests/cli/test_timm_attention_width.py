@@ -15,20 +15,20 @@ import pytest
 import torch
 
 from prunecli.io import checkpoint as ckpt
-from prunecli.pruning.timm_attention_width import FusedQKVPruner, PvtAttentionPruner
+from prunecli.pruning.timm_attention_width import FusedQKVPruner, PvtAttentionPruner, SeparateQKVPruner
 from tests.conftest import reload_in_fresh_process, run_cli
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
 
 def _tied(model):
-    from timm.models import coat, metaformer, pvt_v2
+    from timm.models import cait, coat, metaformer, pvt_v2, xcit
 
-    return [m for m in model.modules()
-            if isinstance(m, (pvt_v2.Attention, metaformer.Attention, coat.FactorAttnConvRelPosEnc))]
+    kinds = (pvt_v2.Attention, metaformer.Attention, coat.FactorAttnConvRelPosEnc, xcit.XCA, cait.ClassAttn)
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
-@pytest.mark.parametrize("model", ["pvt_v2_tiny_test", "caformer_tiny_test", "coat_lite_tiny_test"])
+@pytest.mark.parametrize("model", ["pvt_v2_tiny_test", "caformer_tiny_test", "coat_lite_tiny_test", "xcit_tiny_test"])
 def test_tied_attention_prunes_with_the_residual_and_reloads(model, tmp_path):
     base, out = tmp_path / "b.safetensors", tmp_path / "p.safetensors"
     r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
@@ -138,6 +138,36 @@ def test_coat_attention_and_position_encoding_cut_matches_zeroed_channels():
 
     _check_zeroed_cut(m, FusedQKVPruner(), IDXS, 16, lambda a, x: a(x, (4, 4)), zero)
     assert crpe.channel_splits == [6, 6] and [c.out_channels for c in crpe.conv_list] == [6, 6]
+
+
+def test_class_attention_cut_matches_zeroed_channels():
+    """CaiT's / XCiT's class attention: separate q, k, v projections, heads of `C // num_heads`."""
+    from timm.models.cait import ClassAttn
+
+    m = ClassAttn(16, num_heads=2, qkv_bias=True).eval()
+    m.fused_attn = False
+    _check_zeroed_cut(m, SeparateQKVPruner(), IDXS, 16, lambda a, x: a(x),
+                      lambda a: [_zero_rows(lin, IDXS) for lin in (a.q, a.k, a.v)])
+
+
+def test_xca_cut_equals_a_smaller_xca_with_the_kept_weights():
+    """XCiT's transposed attention mixes the channels of a head (a softmax over them), so a removed
+    channel is not a zeroed one: the reference is an XCA of the kept width with the kept weights."""
+    from timm.models.xcit import XCA
+
+    torch.manual_seed(0)
+    m, ref = XCA(16, num_heads=2, qkv_bias=True).eval(), XCA(12, num_heads=2, qkv_bias=True).eval()
+    m.temperature.data = torch.tensor([0.5, 2.0]).view(2, 1, 1)
+    keep = [i for i in range(16) if i not in IDXS]
+    rows = [i + k * 16 for k in range(3) for i in keep]
+    sd = m.state_dict()
+    ref.load_state_dict({"temperature": sd["temperature"], "qkv.weight": sd["qkv.weight"][rows][:, keep],
+                         "qkv.bias": sd["qkv.bias"][rows], "proj.weight": sd["proj.weight"][keep][:, keep],
+                         "proj.bias": sd["proj.bias"][keep]})
+    FusedQKVPruner().prune_out_channels(m, IDXS)
+    x = torch.randn(2, 9, 12)
+    with torch.no_grad():
+        assert torch.allclose(m(x), ref(x), atol=1e-6)
 
 
 def test_a_cut_that_leaves_heads_unequal_is_refused():
