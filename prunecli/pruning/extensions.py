@@ -126,4 +126,13 @@ def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, lis
         extra.extend(more_ignored)
         heads.update(more[0] if more else {})
         groups.update(more[1] if len(more) > 1 else {})
-    return customized, unwrapped, extra, heads, groups
+    return customized, unwrapped, extra + _leaves_holding(model, customized, ignored), heads, groups
+
+
+def _leaves_holding(model: nn.Module, customized: dict, ignored: list[nn.Module]) -> list[nn.Module]:
+    """Custom-pruned modules with an ignored layer inside: Torch-Pruning never looks inside such a
+    leaf (its pruner cuts the children), so protecting a child means protecting the leaf."""
+    inside = {id(m) for m in ignored}
+    return [m for m in model.modules()
+            if (type(m) in customized or m in customized)
+            and any(id(sub) in inside for sub in m.modules() if sub is not m)]

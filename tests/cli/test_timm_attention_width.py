@@ -175,3 +175,18 @@ def test_a_cut_that_leaves_heads_unequal_is_refused():
 
     with pytest.raises(RuntimeError, match="same number from every head"):
         FusedQKVPruner().prune_out_channels(Attention(16, head_dim=8), [0, 1])
+
+
+def test_ignoring_a_layer_inside_a_tied_attention_protects_its_width():
+    """Torch-Pruning never looks inside the leaf, so `--ignore ...attn.q` must keep the whole width."""
+    import torch_pruning as tp
+
+    from prunecli.models.timm_zoo import pvt_v2_tiny_test
+    from prunecli.pruning.structured import PrunePlan, prune_at
+
+    torch.manual_seed(0)
+    model = pvt_v2_tiny_test(4).eval()
+    prune_at(model, (3, 32, 32), tp.importance.GroupMagnitudeImportance(p=1), 0.3,
+             PrunePlan(ignore=["stages.1.blocks.0.attn.q"]), ("head",))
+    assert model.stages[1].blocks[0].attn.q.weight.shape == (16, 16)
+    assert model.stages[3].blocks[0].attn.q.weight.shape == (20, 20)  # 4 heads of 8 → 4 of 5
