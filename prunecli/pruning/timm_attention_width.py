@@ -49,7 +49,7 @@ from collections.abc import Sequence
 import torch.nn as nn
 import torch_pruning as tp
 
-from prunecli.pruning.extensions import register_extension
+from prunecli.pruning.extensions import register_after_prune, register_extension
 
 
 def _heads_even(width: int, heads: int, idxs: Sequence[int], where: str) -> None:
@@ -68,9 +68,16 @@ def _repeat(idxs: Sequence[int], width: int, parts: int) -> list[int]:
     return [i + k * width for k in range(parts) for i in idxs]
 
 
-def _linear(layer: nn.Linear, idxs: list[int], out_idxs: list[int] | None = None) -> None:
+def _linear(layer: nn.Linear, idxs: list[int], out_idxs: list[int] | None = None) -> tuple[nn.Module, list[int]]:
+    """Cut inputs `idxs` and outputs `out_idxs` (default the same); returns (layer, outputs cut)."""
+    out = idxs if out_idxs is None else out_idxs
     tp.prune_linear_in_channels(layer, idxs)
-    tp.prune_linear_out_channels(layer, idxs if out_idxs is None else out_idxs)
+    tp.prune_linear_out_channels(layer, out)
+    return layer, out
+
+
+_CUTS: list[tuple[nn.Module, list[int]]] = []
+"""(inner Linear/Conv, output channels it lost) since the last prune began, for the masks sidecar."""
 
 
 class TiedAttentionPruner(tp.pruner.function.BasePruningFunc):
@@ -82,7 +89,7 @@ class TiedAttentionPruner(tp.pruner.function.BasePruningFunc):
         idxs = sorted(int(i) for i in idxs)
         width = self.get_out_channels(layer)
         _heads_even(width, layer.num_heads, idxs, type(layer).__name__)
-        self.cut(layer, idxs, width)
+        _CUTS.extend(self.cut(layer, idxs, width))
         return layer
 
     prune_in_channels = prune_out_channels  # input, inner and output channels: one dependency
@@ -92,16 +99,16 @@ class TiedAttentionPruner(tp.pruner.function.BasePruningFunc):
 
     get_in_channels = get_out_channels
 
-    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> None:
+    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> list[tuple[nn.Module, list[int]]]:
+        """Cut `layer` at residual channels `idxs`; returns each inner layer with the outputs it lost."""
         raise NotImplementedError
 
 
 class FusedQKVPruner(TiedAttentionPruner):
     """metaformer.Attention, coat.FactorAttnConvRelPosEnc, edgenext.CrossCovarianceAttn: fused qkv."""
 
-    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> None:
-        _linear(layer.qkv, idxs, _repeat(idxs, width, 3))
-        _linear(layer.proj, idxs)
+    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> list[tuple[nn.Module, list[int]]]:
+        cuts = [_linear(layer.qkv, idxs, _repeat(idxs, width, 3)), _linear(layer.proj, idxs)]
         new = width - len(idxs)
         if isinstance(getattr(layer, "head_dim", None), int):  # MetaFormer: reshaped with head_dim
             layer.head_dim = new // layer.num_heads
@@ -111,48 +118,46 @@ class FusedQKVPruner(TiedAttentionPruner):
             layer.scale = (new // layer.num_heads) ** -0.5
         crpe = getattr(layer, "crpe", None)
         if crpe is not None and sum(crpe.channel_splits) == width:  # shared by a stage: cut once
-            _cut_crpe(crpe, idxs)
+            cuts.extend(_cut_crpe(crpe, idxs))
+        return cuts
 
 
-def _cut_crpe(crpe: nn.Module, idxs: list[int]) -> None:
+def _cut_crpe(crpe: nn.Module, idxs: list[int]) -> list[tuple[nn.Module, list[int]]]:
     """CoaT's ConvRelPosEnc: depthwise convs over consecutive head groups of v's channels."""
-    start, splits = 0, []
+    start, splits, cuts = 0, [], []
     for conv, size in zip(crpe.conv_list, crpe.channel_splits):
         local = [i - start for i in idxs if start <= i < start + size]
         if local:
             tp.prune_depthwise_conv_out_channels(conv, local)
+            cuts.append((conv, local))
         splits.append(conv.out_channels)
         start += size
     crpe.channel_splits = splits
+    return cuts
 
 
 class PvtAttentionPruner(TiedAttentionPruner):
     """pvt_v2.Attention: separate q and kv projections, optional spatial reduction conv + norm."""
 
-    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> None:
-        _linear(layer.q, idxs)
-        _linear(layer.kv, idxs, _repeat(idxs, width, 2))
+    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> list[tuple[nn.Module, list[int]]]:
+        cuts = [_linear(layer.q, idxs), _linear(layer.kv, idxs, _repeat(idxs, width, 2)), _linear(layer.proj, idxs)]
         if layer.sr is not None:  # its output is reshaped with the input width C
-            _linear_conv(layer.sr, idxs)
+            tp.prune_conv_in_channels(layer.sr, idxs)
+            tp.prune_conv_out_channels(layer.sr, idxs)
             tp.prune_layernorm_out_channels(layer.norm, idxs)
-        _linear(layer.proj, idxs)
+            cuts.append((layer.sr, idxs))
         layer.dim = width - len(idxs)
         layer.head_dim = layer.dim // layer.num_heads
         layer.scale = layer.head_dim**-0.5
+        return cuts
 
 
 class SeparateQKVPruner(TiedAttentionPruner):
     """cait.ClassAttn (CaiT, XCiT class-attention blocks): q, k, v projections, `C // num_heads` heads."""
 
-    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> None:
-        for linear in (layer.q, layer.k, layer.v, layer.proj):
-            _linear(linear, idxs)
+    def cut(self, layer: nn.Module, idxs: list[int], width: int) -> list[tuple[nn.Module, list[int]]]:
         layer.scale = ((width - len(idxs)) // layer.num_heads) ** -0.5
-
-
-def _linear_conv(conv: nn.Conv2d, idxs: list[int]) -> None:
-    tp.prune_conv_in_channels(conv, idxs)
-    tp.prune_conv_out_channels(conv, idxs)
+        return [_linear(linear, idxs) for linear in (layer.q, layer.k, layer.v, layer.proj)]
 
 
 def _tied_types() -> dict[type, TiedAttentionPruner]:
@@ -166,6 +171,7 @@ def _tied_types() -> dict[type, TiedAttentionPruner]:
 @register_extension
 def tied_attention(model: nn.Module):
     """Customized pruners and head counts for the tied-width attentions in `model`."""
+    _CUTS.clear()  # a new prune begins (a failed one may have left entries)
     pruners = _tied_types()
     found = [m for m in model.modules() if type(m) in pruners]
     if not found:
@@ -176,3 +182,11 @@ def tied_attention(model: nn.Module):
             raise RuntimeError(f"{type(m).__name__}: width {width} does not split into {m.num_heads} heads")
     used = {type(m) for m in found}
     return {t: p for t, p in pruners.items() if t in used}, [], [], {}, {m: m.num_heads for m in found}
+
+
+@register_after_prune
+def record_inner_cuts(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """Report the inner layers the leaves cut, so the masks sidecar lists their channels too."""
+    for layer, idxs in _CUTS:
+        removed.setdefault(layer, []).extend(idxs)
+    _CUTS.clear()

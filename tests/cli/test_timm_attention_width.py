@@ -45,6 +45,13 @@ def test_tied_attention_prunes_with_the_residual_and_reloads(model, tmp_path):
         assert a.proj.in_features == inner == width and width % a.num_heads == 0
         if hasattr(a, "head_dim"):
             assert a.head_dim * a.num_heads == width and a.scale == a.head_dim**-0.5
+    layers = {r["name"]: r for r in json.loads(out.with_name("p.masks.json").read_text())["layers"]}
+    unpruned = ckpt.load(base).model
+    names = {m: n for n, m in unpruned.named_modules()}
+    cut = [(m, layers[names[m] + ".proj"]) for m in _tied(unpruned) if names[m] + ".proj" in layers]
+    assert cut  # the sidecar lists the leaves' inner layers too, each head cut alike
+    for m, proj in cut:
+        assert len(proj["kept"]) % m.num_heads == 0 and proj["channels_before"] == m.proj.out_features
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
 
