@@ -122,9 +122,14 @@ def prune(
         raise UserError(f"--timeout must be ≥ 0 seconds (0: no limit), got {timeout}")
     from prunecli.pruning.deadline import time_limit
 
-    with time_limit(timeout):
-        result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
-                           batch_size=batch_size, options=options)
+    try:
+        with time_limit(timeout):
+            result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
+                               batch_size=batch_size, options=options)
+    except UserError as error:  # a refusal: point at the pre-flight check that explains the model
+        if error.hint is None and "--ignore" in str(error) and checkpoint != "-":
+            error.hint = f"`prunecli doctor {checkpoint}` lists its groups, protected layers and refusals in seconds"
+        raise
     if output != "-":
         print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
                                                  [[k, v] for k, v in result.items()]))

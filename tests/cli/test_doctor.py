@@ -67,3 +67,13 @@ def test_the_time_limit_is_a_diagnosis_not_a_hang():
 def test_a_bad_target_is_a_user_error(target):
     r = run_cli("doctor", target)
     assert isinstance(r.exception, UserError)
+
+
+def test_a_prune_refusal_points_at_doctor(tmp_path):
+    base = tmp_path / "c.safetensors"
+    assert run_cli("train", "--model", "caformer_tiny_test", "--data", "synthetic:n=8,val=4", "--epochs", "0",
+                   "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", tmp_path / "p.safetensors")
+    assert isinstance(r.exception, UserError) and "--ignore" in str(r.exception)
+    assert r.exception.hint.startswith(f"`prunecli doctor {base}`")
+    assert not (tmp_path / "p.safetensors").exists()
