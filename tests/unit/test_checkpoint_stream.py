@@ -22,7 +22,7 @@ def _same(a, b) -> None:
     assert a.sha256 == b.sha256 and a.header == b.header
 
 
-def test_streamed_equals_whole_and_hashes_the_file(saved, monkeypatch):  # noqa: D103
+def test_streamed_equals_whole_and_hashes_the_file(saved, monkeypatch):
     whole = ckpt.load_bytes(saved.read_bytes())
     opened = []
     real = ckpt.__dict__.get("_chunks")
