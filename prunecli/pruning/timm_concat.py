@@ -27,8 +27,9 @@ pruned: ReXNet's expansion, depth-wise and SE convs, the stem and the final 1×1
 group reaches a sliced concat (their channels end at the trunk convs' inputs), so Torch-Pruning
 never walks through the wrong offsets, the group search takes seconds, and the stored slice
 sizes (`in_channels`, `num_1x1_c`) stay right without any update. The trunk's widths are what
-would need a custom index-mapping pruner; the expansion layers hold most of the MACs
-(rexnet_100 and dpn48b lose about a third of their MACs at `--ratio 0.3`).
+would need a custom index-mapping pruner; the expansion and reduction layers hold most of the
+MACs: at `--ratio 0.3` (64×64 input) rexnet_100 keeps 0.68× its MACs and 0.64× its parameters,
+dpn48b 0.62× and 0.66×, and each prunes in seconds.
 """
 
 from __future__ import annotations
