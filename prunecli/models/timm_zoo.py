@@ -229,3 +229,33 @@ def pvt_v2_tiny_test(num_classes: int = 10):
 
     return PyramidVisionTransformerV2(depths=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32), num_heads=(1, 2, 3, 4),
                                       mlp_ratios=(2.0, 2.0, 2.0, 2.0), num_classes=num_classes)
+
+
+# --- concat (issue 12): channel slices feeding a concatenation, pruning/timm_concat.py ---
+
+
+@register_model(
+    "rexnet_tiny_test",
+    family="timm",
+    description="tiny timm ReXNet (width 0.5, depth 0.5: sliced-shortcut concat blocks) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def rexnet_tiny_test(num_classes: int = 10):
+    from timm.models.rexnet import RexNet
+
+    return RexNet(width_mult=0.5, depth_mult=0.5, num_classes=num_classes)
+
+
+@register_model(
+    "dpn_tiny_test",
+    family="timm",
+    description="tiny timm DPN (dpn48b-style dual-path blocks: small, b=True, 1-2 blocks per stage, 4 groups) for tests",
+    protected=("classifier",),
+    tiny=True,
+)
+def dpn_tiny_test(num_classes: int = 10, b: bool = True):
+    from timm.models.dpn import DPN
+
+    return DPN(small=True, num_init_features=8, k_r=32, groups=4, b=b, k_sec=(1, 2, 2, 1), inc_sec=(4, 8, 8, 8),
+               act_layer="silu", num_classes=num_classes)

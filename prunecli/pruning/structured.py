@@ -224,6 +224,14 @@ def _sync_attention(model: nn.Module, num_heads: dict) -> None:
     sync_model_widths(model)
 
 
+def _left_alone(model: nn.Module, protected: tuple[str, ...], patterns: list[str]) -> list[nn.Module]:
+    """The head, `--ignore` and the layers the architecture extensions keep whole (e.g. ReXNet's trunk)."""
+    from prunecli.pruning.extensions import collect
+
+    ignored = protected_modules(model, protected, patterns)
+    return ignored + collect(model, ignored)[2]
+
+
 def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],
           on_trial=None) -> tuple[nn.Module, Outcome]:
     """Prune `model` at `plan.ratio` (in place), or a copy at the ratio meeting `plan.target_macs`.
@@ -234,7 +242,7 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     """
     before = count(model, input_shape)
     with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
-        refuse_sliced_concats(model, _graph(model, input_shape), protected_modules(model, protected, plan.ignore))
+        refuse_sliced_concats(model, _graph(model, input_shape), _left_alone(model, protected, plan.ignore))
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
@@ -324,7 +332,7 @@ def channel_groups(model: nn.Module, input_shape, protected: tuple[str, ...], ig
     graph = _graph(model, input_shape)
     names = {m: n for n, m in model.named_modules()}
     order = _execution_order(model, input_shape)
-    ignored = protected_modules(model, protected, list(ignore))
+    ignored = _left_alone(model, protected, list(ignore))
     refuse_sliced_concats(model, graph, ignored)
     out = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]):
