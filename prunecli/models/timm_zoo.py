@@ -229,3 +229,34 @@ def pvt_v2_tiny_test(num_classes: int = 10):
 
     return PyramidVisionTransformerV2(depths=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32), num_heads=(1, 2, 3, 4),
                                       mlp_ratios=(2.0, 2.0, 2.0, 2.0), num_classes=num_classes)
+
+
+# Tiny configurations of the families `pruning/timm_cnn.py` extends (topic cnn; tests, 32×32 inputs).
+
+
+@register_model(
+    "nf_regnet_tiny_test",
+    family="timm",
+    description="tiny timm NF-RegNet (ScaledStdConv2d with gains, grouped convs, SE; 4 stages of 1 block, 16-48) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def nf_regnet_tiny_test(num_classes: int = 10):
+    from timm.models.nfnet import NormFreeNet, _nfreg_cfg
+
+    return NormFreeNet(_nfreg_cfg(depths=(1, 1, 1, 1), channels=(16, 24, 32, 48)), num_classes=num_classes)
+
+
+@register_model(
+    "mixnet_tiny_test",
+    family="timm",
+    description="tiny timm MixNet (MixedConv2d: grouped pointwise and mixed-kernel depthwise, residuals; 8-24) for tests",
+    protected=("classifier",),
+    tiny=True,
+)
+def mixnet_tiny_test(num_classes: int = 10):
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+
+    arch = [["ds_r1_k3_s1_e1_c8"], ["ir_r2_k3_a1.1_p1.1_s2_e3_c16"], ["ir_r2_k3.5.7_p1.1_s2_e3_c24_se0.5_nsw"]]
+    return EfficientNet(block_args=decode_arch_def(arch), num_features=64, stem_size=8, num_classes=num_classes)

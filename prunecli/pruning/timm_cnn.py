@@ -1,0 +1,121 @@
+"""Torch-Pruning extensions for timm's multi-branch / re-parameterised convolutions (see `extensions.py`).
+
+What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Pruning 1.6):
+
+* `ScaledStdConv2d` / `ScaledStdConv2dSame` (NFNets, NF-RegNets; Brock et al., ICLR 2021 and
+  ICML 2021): a Conv2d whose forward standardises each output filter over its fan-in and
+  multiplies it by a per-output-channel `gain` (shape `(out, 1, 1, 1)`) and the constant
+  `scale = gamma / sqrt(fan_in)`. Torch-Pruning's conv pruner cuts `weight` and `bias` but not
+  `gain` (`weight should contain 28 elements not 40`). A graph fix cuts `gain` at the indices
+  of the filters each group removed, right after Torch-Pruning cut them (a customised pruner
+  would hide these convs from Torch-Pruning's importance, which recognises its own conv
+  pruner only). What is exact and what changes:
+  - output channels: exact. Each filter is standardised on its own, so a kept filter's
+    standardised weight, gain and bias are bit-for-bit what they were.
+  - input channels: the mean and variance of a kept filter are now taken over its kept
+    fan-in (that is the layer's definition; any weight the forward sees is standardised), so
+    its standardised weights shift slightly. `scale` keeps the ORIGINAL fan-in
+    (`gamma / sqrt(fan_in before pruning)`): it is a constant of the trained network, not
+    re-derived, so the kept weights keep their magnitude. A reload rebuilds the unpruned
+    layer (the constructor computes exactly that scale), sets the pruned sizes and loads the
+    cut weights, so the reloaded layer computes what the pruned one did.
+* `MixedConv2d` (MixNet; Tan & Le, BMVC 2019): the input is split with the fixed sizes
+  `splits` and each piece goes to its own kernel size's conv; the outputs are concatenated.
+  Torch-Pruning maps a split's pieces to its consumers by the order of the split node's
+  `outputs`, which is the order its backward traversal met them (last piece first), not the
+  order of the pieces: channels cut from the producer were cut from the wrong piece's conv
+  (`expected input[1, 7, 16, 16] to have 8 channels`). A graph fix sorts the outputs of each
+  split feeding these blocks by the piece they read (autograd's `output_nr`), and after each
+  cut gives the split its pieces' current sizes (Torch-Pruning keeps the traced sizes, so the
+  second group cut through a split is mapped with stale offsets: `index 11` into 8 channels).
+  It also leaves `splits`, `in_channels` and `out_channels` stale
+  (`split_sizes … [8, 8]` on 11 channels); an after-prune hook re-derives them from the
+  sub-convs, and `splits` is a whitelisted checkpoint size, so a reload rebuilds it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from prunecli.pruning.extensions import register_after_prune, register_graph_fix
+
+
+@register_graph_fix
+def scaled_std_conv_gain(model: nn.Module, graph, group) -> None:
+    """NFNet convs: after a group is cut, cut each ScaledStdConv2d's `gain` at the filters it lost."""
+    if group is None:
+        return
+    from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame
+
+    for dep, idxs in group:
+        layer = dep.target.module
+        if not isinstance(layer, (ScaledStdConv2d, ScaledStdConv2dSame)) or layer.gain.shape[0] == layer.out_channels:
+            continue  # not this family, or its gain was already cut (a depthwise conv appears as input and output)
+        if not graph.is_out_channel_pruning_fn(dep.handler):
+            continue
+        gone = {int(i) for i in idxs}
+        keep = [i for i in range(layer.gain.shape[0]) if i not in gone]
+        if len(keep) != layer.out_channels:
+            raise RuntimeError(f"{type(layer).__name__}: {len(keep)} gains kept for {layer.out_channels} filters")
+        layer.gain = _kept(layer.gain, keep)
+
+
+def _kept(param: nn.Parameter, keep: list[int]) -> nn.Parameter:
+    """`param` cut to the rows `keep` along dim 0, with its gradient (calibration) and trainability."""
+    index = torch.tensor(keep, dtype=torch.long, device=param.device)
+    out = nn.Parameter(param.data.index_select(0, index).clone(), requires_grad=param.requires_grad)
+    if param.grad is not None:
+        out.grad = param.grad.index_select(0, index).clone()
+    return out
+
+
+@register_after_prune
+def sync_mixed_conv(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """MixedConv2d: split sizes and widths follow the sub-convs Torch-Pruning cut."""
+    from timm.layers.mixed_conv2d import MixedConv2d
+
+    for m in model.modules():
+        if not isinstance(m, MixedConv2d):
+            continue
+        convs = list(m.values())
+        splits = tuple(c.in_channels for c in convs)
+        if list(splits) != list(m.splits):
+            m.splits = splits
+        m.in_channels, m.out_channels = sum(splits), sum(c.out_channels for c in convs)
+
+
+
+def _piece(split_node, consumer) -> int:
+    """Which of the split's outputs `consumer` reads (autograd's output_nr; the lowest if several)."""
+    found = [nr for fn, nr in getattr(consumer.grad_fn, "next_functions", ()) if fn is split_node.grad_fn]
+    return min(found, default=1 << 30)
+
+
+def _set_split_sizes(node, sizes: list[int]) -> None:
+    """The sizes and offsets Torch-Pruning's split index mapping reads (set from the trace, never updated)."""
+    node.module.split_sizes = list(sizes)
+    node.module.offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+def _mixed_conv_split(graph, mixed) -> None:
+    """The split feeding a MixedConv2d: consumers in piece order, sizes = its convs' current inputs."""
+    from torch_pruning import ops
+
+    convs = list(mixed.values())
+    nodes = [graph.module2node.get(c) for c in convs]
+    splits = {id(i): i for n in nodes if n is not None for i in n.inputs if i.type == ops.OPTYPE.SPLIT}
+    for node in splits.values():
+        node.outputs.sort(key=lambda out: _piece(node, out))
+        if len(node.outputs) == len(convs) and [o.module for o in node.outputs] == convs:
+            _set_split_sizes(node, [c.in_channels for c in convs])
+
+
+@register_graph_fix
+def split_index_mapping(model: nn.Module, graph, group) -> None:
+    """Keep Torch-Pruning's split index mapping right for MixedConv2d (see the module docstring)."""
+    from timm.layers.mixed_conv2d import MixedConv2d
+
+    for m in model.modules():
+        if isinstance(m, MixedConv2d) and len(m) > 1:
+            _mixed_conv_split(graph, m)
