@@ -260,3 +260,18 @@ def mixnet_tiny_test(num_classes: int = 10):
 
     arch = [["ds_r1_k3_s1_e1_c8"], ["ir_r2_k3_a1.1_p1.1_s2_e3_c16"], ["ir_r2_k3.5.7_p1.1_s2_e3_c24_se0.5_nsw"]]
     return EfficientNet(block_args=decode_arch_def(arch), num_features=64, stem_size=8, num_classes=num_classes)
+
+
+@register_model(
+    "res2net_tiny_test",
+    family="timm",
+    description="tiny timm Res2Net (Bottle2neck, 4 chunks of 8-16 channels; first and repeated blocks) for tests",
+    protected=("fc",),
+    tiny=True,
+)
+def res2net_tiny_test(num_classes: int = 10):
+    from timm.models.res2net import Bottle2neck
+    from timm.models.resnet import ResNet
+
+    return ResNet(block=Bottle2neck, layers=[2, 2, 1, 1], channels=(8, 16, 16, 16), stem_width=8, base_width=64,
+                  block_args=dict(scale=4), num_classes=num_classes)

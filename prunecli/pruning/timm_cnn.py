@@ -31,14 +31,28 @@ What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Prun
   It also leaves `splits`, `in_channels` and `out_channels` stale
   (`split_sizes … [8, 8]` on 11 channels); an after-prune hook re-derives them from the
   sub-convs, and `splits` is a whitelisted checkpoint size, so a reload rebuilds it.
+* `Bottle2neck` (Res2Net; Gao et al., TPAMI 2019): `conv1`'s output is split into `scale`
+  chunks of the fixed `width`; chunk i is added to the previous chunk's conv output before its
+  own 3×3 conv, and the chunks are concatenated again before `conv3`. Every chunk must keep
+  the same width, and the split has the ordering and stale-size problems above (`index 156 is
+  out of bounds for dimension 0 with size 104`), and where the last chunk goes straight into
+  the concatenation, Torch-Pruning's traced concat sizes count the whole split for it (104
+  instead of 26), so it maps no offsets and ties all four chunk outputs together; the graph
+  fix has them re-inferred from the corrected split. `conv1` gets a marker subclass whose pruner
+  reports `scale` output channel groups, so Torch-Pruning averages importance over the chunks
+  and removes the same in-chunk positions from each (as it does for a grouped conv; that
+  pruner is Torch-Pruning's conv pruner, only `conv1`'s own weights drop out of the L1 score,
+  which the chunk convs, norms and `conv3` still carry); the split gets the graph fix, and
+  `width` follows the chunks after pruning (whitelisted, so a reload rebuilds it).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch_pruning as tp
 
-from prunecli.pruning.extensions import register_after_prune, register_graph_fix
+from prunecli.pruning.extensions import register_after_prune, register_extension, register_graph_fix
 
 
 @register_graph_fix
@@ -119,3 +133,58 @@ def split_index_mapping(model: nn.Module, graph, group) -> None:
     for m in model.modules():
         if isinstance(m, MixedConv2d) and len(m) > 1:
             _mixed_conv_split(graph, m)
+
+
+class ChunkedConvPruner(tp.pruner.function.ConvPruner):
+    """Torch-Pruning's conv pruner, reporting Res2Net's `scale` chunks as output channel groups."""
+
+    def get_out_channel_groups(self, layer: nn.Module) -> int:
+        return int(getattr(layer, "res2net_chunks", 1))
+
+
+class Res2NetConv1(nn.Conv2d):
+    """A Bottle2neck's `conv1` (marker: its output is split into equal chunks)."""
+
+
+def _res2net_blocks(model: nn.Module) -> list:
+    from timm.models.res2net import Bottle2neck
+
+    return [m for m in model.modules() if isinstance(m, Bottle2neck) and m.scale > 1]
+
+
+@register_extension
+def res2net_chunks(model: nn.Module):
+    """Res2Net: prune the same positions of every chunk of `conv1`'s output."""
+    blocks = _res2net_blocks(model)
+    for block in blocks:
+        if type(block.conv1) is nn.Conv2d:
+            block.conv1.__class__ = Res2NetConv1
+        block.conv1.res2net_chunks = block.scale  # read by ChunkedConvPruner; no state, never saved
+    return ({Res2NetConv1: ChunkedConvPruner()} if blocks else {}), [], []
+
+
+@register_graph_fix
+def res2net_split(model: nn.Module, graph, group) -> None:
+    """Each Bottle2neck's chunk split: consumers in chunk order, sizes = the chunks' current width."""
+    from torch_pruning import ops
+
+    for block in _res2net_blocks(model):
+        first = graph.module2node.get(block.convs[0])
+        if first is None:
+            continue
+        for node in [i for i in first.inputs if i.type == ops.OPTYPE.SPLIT]:
+            node.outputs.sort(key=lambda out: _piece(node, out))
+            _set_split_sizes(node, [block.bn1.num_features // block.scale] * block.scale)
+            for out in node.outputs:  # the last chunk goes straight into the concat, whose traced
+                if out.type == ops.OPTYPE.CONCAT:  # sizes took the whole split for it: re-infer them
+                    out.module.concat_sizes = None
+
+
+@register_after_prune
+def sync_res2net_width(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """Bottle2neck splits with `width`: it follows the chunk convs Torch-Pruning cut."""
+    for block in _res2net_blocks(model):
+        width = block.bn1.num_features // block.scale
+        if block.bn1.num_features != width * block.scale or block.convs[0].in_channels != width:
+            raise RuntimeError(f"Res2Net chunks of unequal width after pruning ({block.bn1.num_features} / {block.scale})")
+        block.width = width

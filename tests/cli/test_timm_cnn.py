@@ -17,13 +17,13 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from prunecli.io import checkpoint as ckpt
-from prunecli.pruning.extensions import after_prune, fix_graph
+from prunecli.pruning.extensions import after_prune, collect, fix_graph
 from tests.conftest import reload_in_fresh_process, run_cli
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
 
-@pytest.mark.parametrize("model", ["nf_regnet_tiny_test", "mixnet_tiny_test"])
+@pytest.mark.parametrize("model", ["nf_regnet_tiny_test", "mixnet_tiny_test", "res2net_tiny_test"])
 def test_family_prunes_and_reloads(model, tmp_path):
     base, out = tmp_path / "base.safetensors", tmp_path / "p.safetensors"
     r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
@@ -42,14 +42,22 @@ def test_family_prunes_and_reloads(model, tmp_path):
         assert any("splits" in structure.get(n, {}) for n, _ in mixed)
         for _, m in mixed:
             assert list(m.splits) == [c.in_channels for c in m.values()] and m.in_channels == sum(m.splits)
+    if model == "res2net_tiny_test":  # equal chunks, and the width a reload rebuilds
+        from timm.models.res2net import Bottle2neck
+
+        blocks = [b for b in ckpt.load(out).model.modules() if isinstance(b, Bottle2neck)]
+        assert sum(b.width for b in blocks) < 8 * 2 + 16 * 4  # unpruned: 8 in layer1's 2 blocks, 16 after
+        for b in blocks:
+            assert b.conv1.out_channels == 4 * b.width and all(c.in_channels == b.width for c in b.convs)
 
 
 def _cut(model: nn.Module, cuts: list[tuple[nn.Module, list[int]]], example) -> None:
     """Cut output channels `idxs` of each root, one group after the other, as `prune_at` does."""
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    custom = collect(model, [])[0]
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, customized_pruners=custom)
     fix_graph(model, graph)
     for root, idxs in cuts:
-        group = graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs)
+        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
         group.prune()
         fix_graph(model, graph, group)
     after_prune(model, {}, {})
@@ -111,3 +119,23 @@ def test_scaled_std_conv_gain_follows_its_filters_and_scale_keeps_the_original_f
                                                                            + second.eps)
         expected = F.conv2d(F.relu(first(x)), standardised * second.gain * scale2, second.bias)
         assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_res2net_chunks_lose_the_same_positions_and_the_output_is_unchanged():
+    """Position 2 of every chunk zeroed (and the chunk convs added into the next chunk): cut, exact."""
+    from timm.models.res2net import Bottle2neck
+
+    torch.manual_seed(0)
+    block = Bottle2neck(32, 8, base_width=64, scale=4, norm_layer=nn.BatchNorm2d).eval()  # chunks of 8
+    gone = [2, 10, 18, 26]
+    with torch.no_grad():
+        block.conv1.weight[gone] = 0
+        for conv in block.convs[:2]:  # their outputs are added to chunks 1 and 2
+            conv.weight[2] = 0
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad():
+        before = block(x)
+    _cut(block, [(block.conv1, gone)], x)
+    assert block.width == 7 and block.conv1.out_channels == 28 and block.conv3.in_channels == 29
+    with torch.no_grad():
+        assert torch.allclose(block(x), before, atol=1e-5)
