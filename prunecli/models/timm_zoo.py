@@ -275,3 +275,19 @@ def res2net_tiny_test(num_classes: int = 10):
 
     return ResNet(block=Bottle2neck, layers=[2, 2, 1, 1], channels=(8, 16, 16, 16), stem_width=8, base_width=64,
                   block_args=dict(scale=4), num_classes=num_classes)
+
+
+@register_model(
+    "sknet_tiny_test",
+    family="timm",
+    description="tiny timm SKNet (SelectiveKernel with split input, 2 paths; 4 stages of 1 block, 8-16) for tests",
+    protected=("fc",),
+    tiny=True,
+)
+def sknet_tiny_test(num_classes: int = 10):
+    from timm.models.resnet import ResNet
+    from timm.models.sknet import SelectiveKernelBasic
+
+    sk = dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True)
+    return ResNet(block=SelectiveKernelBasic, layers=[1, 1, 1, 1], channels=(8, 16, 16, 16), stem_width=8,
+                  block_args=dict(sk_kwargs=sk), zero_init_last=False, num_classes=num_classes)

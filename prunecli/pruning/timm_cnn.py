@@ -1,4 +1,4 @@
-"""Torch-Pruning extensions for timm's multi-branch / re-parameterised convolutions (see `extensions.py`).
+"""Torch-Pruning extensions for timm's split, multi-branch and weight-standardised convolutions (see `extensions.py`).
 
 What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Pruning 1.6):
 
@@ -44,6 +44,18 @@ What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Prun
   pruner is Torch-Pruning's conv pruner, only `conv1`'s own weights drop out of the L1 score,
   which the chunk convs, norms and `conv3` still carry); the split gets the graph fix, and
   `width` follows the chunks after pruning (whitelisted, so a reload rebuilds it).
+* `SelectiveKernel` (SKNet; Li et al., CVPR 2019): with `split_input` the input is split into
+  `num_paths` equal halves (`in_channels // num_paths`, one per kernel path); the paths' outputs
+  are stacked, and `SelectiveKernelAttn` turns their sum into one selection weight per path and
+  channel: `fc_select` has `num_paths × C` outputs viewed as `(paths, C)`. Torch-Pruning reads
+  that view as if output c were channel c (the forward failed on the first conv it fed). The
+  attention gets a pruner that cuts `fc_reduce`'s input c and `fc_select`'s outputs `p·C + c`
+  for every path (its reduced width is not pruned); each path conv gets a marker subclass
+  whose pruner reports `num_paths` input channel groups, so the channels feeding the block are
+  cut at the same positions of every half (as for a grouped conv); the split gets the graph
+  fix above; `in_channels` / `out_channels` follow the paths after pruning (plain ints a
+  checkpoint restores). The path convs' own weights and the attention's drop out of the L1
+  score (customised layers); the paths' norms and the neighbouring convs still carry it.
 """
 
 from __future__ import annotations
@@ -188,3 +200,83 @@ def sync_res2net_width(model: nn.Module, num_heads: dict, removed: dict) -> None
         if block.bn1.num_features != width * block.scale or block.convs[0].in_channels != width:
             raise RuntimeError(f"Res2Net chunks of unequal width after pruning ({block.bn1.num_features} / {block.scale})")
         block.width = width
+
+
+class SplitInputConvPruner(tp.pruner.function.ConvPruner):
+    """Torch-Pruning's conv pruner, reporting a SelectiveKernel's paths as input channel groups."""
+
+    def get_in_channel_groups(self, layer: nn.Module) -> int:
+        return int(getattr(layer, "sk_paths", 1))
+
+
+class SelectiveKernelPathConv(nn.Conv2d):
+    """A SelectiveKernel path's conv when the block splits its input (marker)."""
+
+
+class SelectiveKernelAttnPruner(tp.BasePruningFunc):
+    """SelectiveKernelAttn: channel c is fc_reduce's input c and fc_select's outputs p·C + c."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs) -> nn.Module:
+        channels = self.get_out_channels(layer)
+        tp.prune_conv_in_channels(layer.fc_reduce, list(idxs))
+        tp.prune_conv_out_channels(layer.fc_select, [p * channels + int(i) for p in range(layer.num_paths) for i in idxs])
+        return layer
+
+    prune_in_channels = prune_out_channels  # input channel c is output channel c
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.fc_reduce.in_channels
+
+    get_in_channels = get_out_channels
+
+
+def _sk_blocks(model: nn.Module) -> list:
+    from timm.layers.selective_kernel import SelectiveKernel
+
+    return [m for m in model.modules() if isinstance(m, SelectiveKernel)]
+
+
+@register_extension
+def selective_kernel(model: nn.Module):
+    """SKNet: the attention's per-path selection vectors follow the channels; split inputs stay even."""
+    from timm.layers.selective_kernel import SelectiveKernelAttn
+
+    blocks = _sk_blocks(model)
+    if not blocks:
+        return {}, [], []
+    custom: dict = {SelectiveKernelAttn: SelectiveKernelAttnPruner()}
+    for block in blocks:
+        if not block.split_input:
+            continue
+        for path in block.paths:
+            if type(path.conv) is nn.Conv2d:
+                path.conv.__class__ = SelectiveKernelPathConv
+            path.conv.sk_paths = block.num_paths  # read by SplitInputConvPruner; no state, never saved
+            custom[SelectiveKernelPathConv] = SplitInputConvPruner()
+    return custom, [], []
+
+
+@register_graph_fix
+def selective_kernel_split(model: nn.Module, graph, group) -> None:
+    """A SelectiveKernel's input split: consumers in path order, sizes = the path convs' current inputs."""
+    from torch_pruning import ops
+
+    for block in _sk_blocks(model):
+        if not block.split_input:
+            continue
+        convs = [p.conv for p in block.paths]
+        first = graph.module2node.get(convs[0])
+        for node in [i for i in (first.inputs if first else []) if i.type == ops.OPTYPE.SPLIT]:
+            node.outputs.sort(key=lambda out: _piece(node, out))
+            _set_split_sizes(node, [c.in_channels for c in convs])
+
+
+@register_after_prune
+def sync_selective_kernel(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """SelectiveKernel splits with `in_channels // num_paths`: widths follow the paths Torch-Pruning cut."""
+    for block in _sk_blocks(model):
+        ins = {p.conv.in_channels for p in block.paths}
+        if block.split_input and len(ins) != 1:
+            raise RuntimeError(f"SelectiveKernel paths of unequal input width after pruning ({sorted(ins)})")
+        block.in_channels = ins.pop() * (block.num_paths if block.split_input else 1)
+        block.out_channels = block.paths[0].conv.out_channels

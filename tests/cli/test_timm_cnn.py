@@ -23,7 +23,7 @@ from tests.conftest import reload_in_fresh_process, run_cli
 DATA = "synthetic:n=8,val=4,classes=4"
 
 
-@pytest.mark.parametrize("model", ["nf_regnet_tiny_test", "mixnet_tiny_test", "res2net_tiny_test"])
+@pytest.mark.parametrize("model", ["nf_regnet_tiny_test", "mixnet_tiny_test", "res2net_tiny_test", "sknet_tiny_test"])
 def test_family_prunes_and_reloads(model, tmp_path):
     base, out = tmp_path / "base.safetensors", tmp_path / "p.safetensors"
     r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
@@ -139,3 +139,31 @@ def test_res2net_chunks_lose_the_same_positions_and_the_output_is_unchanged():
     assert block.width == 7 and block.conv1.out_channels == 28 and block.conv3.in_channels == 29
     with torch.no_grad():
         assert torch.allclose(block(x), before, atol=1e-5)
+
+
+def test_selective_kernel_cuts_split_halves_and_per_path_selections_together():
+    """Input channels 1 and 9 (one per half) and output channel 3 (both paths) zeroed, cut: exact.
+
+    The attention's `fc_select` must lose rows 3 and 8 + 3 (channel 3's weight for each path).
+    """
+    from timm.layers.selective_kernel import SelectiveKernel
+
+    torch.manual_seed(0)
+    stem, head = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(8, 4, 1)
+    sk = SelectiveKernel(16, 8, rd_channels=4, split_input=True)
+    model = nn.Sequential(stem, nn.ReLU(), sk, head).eval()
+    with torch.no_grad():
+        stem.weight[[1, 9]] = 0
+        stem.bias[[1, 9]] = 0
+        for path in sk.paths:
+            path.conv.weight[3] = 0
+    select = sk.attn.fc_select.weight.detach().clone()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        before = model(x)
+    _cut(model, [(stem, [1, 9]), (sk.paths[0].conv, [3])], x)
+    assert sk.in_channels == 14 and [p.conv.in_channels for p in sk.paths] == [7, 7] and sk.out_channels == 7
+    keep = [i for i in range(16) if i not in (3, 11)]
+    assert torch.equal(sk.attn.fc_select.weight, select[keep])
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, atol=1e-5)
