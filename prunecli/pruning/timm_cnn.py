@@ -111,7 +111,6 @@ def sync_mixed_conv(model: nn.Module, num_heads: dict, removed: dict) -> None:
         m.in_channels, m.out_channels = sum(splits), sum(c.out_channels for c in convs)
 
 
-
 def _piece(split_node, consumer) -> int:
     """Which of the split's outputs `consumer` reads (autograd's output_nr; the lowest if several)."""
     found = [nr for fn, nr in getattr(consumer.grad_fn, "next_functions", ()) if fn is split_node.grad_fn]
