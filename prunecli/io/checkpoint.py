@@ -42,6 +42,8 @@ WHITELIST: dict[str, type] = {
     "embed_dim": int,
     "head_hidden_size": int,
     "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
+    "splits": tuple,  # timm MixedConv2d's input split sizes (one per kernel size)
+    "width": int,  # timm Res2Net Bottle2neck's chunk width
 }
 
 

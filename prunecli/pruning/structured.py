@@ -109,7 +109,7 @@ def _attention_heads(model: nn.Module) -> dict:
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
-    from prunecli.pruning.extensions import after_prune, collect
+    from prunecli.pruning.extensions import after_prune, collect, fix_graph
     from prunecli.pruning.timm_attention import attention_extension
 
     customized, unwrapped, extra_ignored, extension_heads = collect(model, ignored)  # timm blocks TP needs help with
@@ -132,6 +132,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
         )
     _report(caught)
+    fix_graph(model, pruner.DG)  # before any group is formed
     names = {m: n for n, m in model.named_modules()}
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
@@ -146,6 +147,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                     if root in recorder.scores:
                         scores[mod] = recorder.scores[root]
                 group.prune()
+                fix_graph(model, pruner.DG, group)  # the next group is formed from the graph as it is now
         except UserError:
             raise
         except Exception as error:  # inside Torch-Pruning: one line naming the group, never a traceback
