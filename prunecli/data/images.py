@@ -33,8 +33,10 @@ SCAN_SECONDS = 5.0
 
 
 def set_skip_bad_images(on: bool) -> None:
-    """Set by each command that reads data (`--skip-bad-images`); read in the main process only."""
+    """Set by each command that reads data (`--skip-bad-images`); read in the main process only.
+    Also starts a new command's count of warned files."""
     _SKIP["on"] = bool(on)
+    _WARNED.clear()
 
 
 def skipping() -> bool:

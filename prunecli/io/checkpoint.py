@@ -52,6 +52,8 @@ def read_bytes(src: str | Path) -> bytes:
             raise UserError("reading a checkpoint from stdin (`-`), but stdin is a terminal")
         return sys.stdin.buffer.read()
     path = Path(src)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path.read_bytes()
