@@ -376,20 +376,38 @@ def test_skip_bad_images_ham10000(bad_data, tmp_path, capsys):
     assert "skipped 1 unreadable image " in err and "ISIC_000.jpg" in err
 
 
-@pytest.fixture
-def readonly_dir(tmp_path):
-    """A folder nobody may write in: mode 555, or for root (whom modes do not stop) immutable."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
+def _readonly(folder: Path):
+    """Make `folder` read-only: mode 555, or for root (whom modes do not stop) immutable; → undo."""
     if os.geteuid() != 0:
         folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
+        return lambda: folder.chmod(0o755)
     if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", folder], capture_output=True).returncode:
         pytest.skip("running as root without chattr +i: no folder is read-only")
+    return lambda: subprocess.run(["chattr", "-i", folder], check=True)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    undo = _readonly(folder)
     yield folder
-    subprocess.run(["chattr", "-i", folder], check=True)
+    undo()
+
+
+def test_profile_of_a_checkpoint_in_a_readonly_folder_still_reports(tiny_ckpt, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    shutil.copy(tiny_ckpt, folder / "base.safetensors")
+    undo = _readonly(folder)
+    try:
+        code = run_main("profile", folder / "base.safetensors", "--batch-sizes", "1", "--runs", "1", "--json")
+    finally:
+        undo()
+    captured = capsys.readouterr()
+    assert code == 0 and '"macs"' in captured.out, captured.err
+    assert "warning: cannot write in folder" in captured.err and "not updated" in captured.err
+    assert sorted(p.name for p in folder.iterdir()) == ["base.safetensors"]
 
 
 READONLY = {
