@@ -142,12 +142,14 @@ class FolderLoader:
         # The generator drives the sampler's permutation and the workers' base seed.
         self.generator.manual_seed(_mix(self.seed, self.epoch))
         self.samples.epoch = self.epoch
+        read = 0
         for x, y, bad in self.loader:
             if bad:
                 check_batch(bad, self.samples.base, self.skipped)
             if x is not None:
+                read += len(y)
                 yield x, y
-        report_skipped(self.skipped)
+        report_skipped(self.skipped, read)
         self.epoch += 1
 
     def targets(self) -> list[int]:

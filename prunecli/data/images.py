@@ -134,8 +134,13 @@ def header_scan(paths: list[str], exclude: set[str], seconds: float = SCAN_SECON
     return found, True
 
 
-def report_skipped(skipped: dict[str, str]) -> None:
-    """One warning for the files skipped in this pass that no earlier warning named."""
+def report_skipped(skipped: dict[str, str], read: int = 1) -> None:
+    """One warning for the files skipped in this pass that no earlier warning named; an error
+    when no image at all could be read (a 0% accuracy over 0 images would look like a result)."""
+    if skipped and not read:
+        first = sorted(skipped)[0]
+        raise UserError(f"none of the images of this split could be read ({len(skipped)} skipped by "
+                        f"--skip-bad-images; first: {first}: {skipped[first]})")
     new = sorted(set(skipped) - _WARNED)
     if not new:
         return

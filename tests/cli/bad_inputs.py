@@ -108,6 +108,9 @@ def build(root: Path) -> dict[str, Path]:
     p["imf_noval"] = root / "imf_noval"
     _png(p["imf_noval"] / "train" / "c0" / "0.png", 0)
     p["imf_2cls"] = image_folder(root / "imf_2cls", classes=CLASSES4[:2])
+    p["imf_all_bad_val"] = image_folder(root / "imf_all_bad_val")
+    for image in (p["imf_all_bad_val"] / "val").rglob("*.png"):
+        image.write_bytes(b"")
     # HAM10000
     rows = ham_rows()
     p["ham_nocol"] = _ham(root / "ham_nocol", [(a, b, "") for a, b, _ in rows], header="lesion_id,image_id,dx_type",

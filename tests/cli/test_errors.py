@@ -66,6 +66,9 @@ CASES |= {  # data families: each one's typical breakage, through the commands t
                                         "--data", "imagefolder:{d[imf_bad_train]}?size=32", *OUT], "cannot read image"),
     "imagefolder: profile --data": (["profile", "{ckpt}", "--data", "imagefolder:{d[imf_trunc_val]}?size=32",
                                      "--batch-sizes", "8", "--runs", "1", "--warmup", "0"], "cannot read image"),
+    "imagefolder: skipping every image": ([*EVAL, "--skip-bad-images",
+                                           "--data", "imagefolder:{d[imf_all_bad_val]}?size=32"],
+                                          "none of the images"),
     "imagefolder: classes differ": ([*EVAL, "--data", "imagefolder:{d[imf_mismatch]}"], "classes differ"),
     "imagefolder: no classes": ([*TRAIN, "--data", "imagefolder:{d[imf_noclasses]}"], "no class sub-folders"),
     "imagefolder: no val": ([*TRAIN, "--data", "imagefolder:{d[imf_noval]}"], "missing folder"),
@@ -248,11 +251,11 @@ def test_usage_error_is_clean(case, tmp_path, tiny_ckpt, bad_data, capsys):
     assert code == 2 and "Traceback" not in err and needle in err, err
 
 
-@pytest.mark.parametrize("case", ["truncated", "unknown model", "class mismatch"])
-def test_user_error_in_real_process(case, tmp_path, tiny_ckpt):
+@pytest.mark.parametrize("case", ["truncated", "unknown model", "class mismatch", "imagefolder: evaluate, truncated"])
+def test_user_error_in_real_process(case, tmp_path, tiny_ckpt, bad_data):
     _bad_files(tmp_path, tiny_ckpt.read_bytes())
     args, needle = CASES[case]
-    res = run_proc(*[a.format(tmp=tmp_path, ckpt=tiny_ckpt) for a in args])
+    res = run_proc(*_args(args, tmp_path, tiny_ckpt, bad_data))
     _check(res.returncode, res.stdout.decode(), res.stderr.decode(), needle, tmp_path)
 
 
