@@ -108,7 +108,8 @@ def check_batch(bad: list[BadImage], base, skipped: dict[str, str]) -> None:
     others |= {b.path for b in bad[1:]}
     if others:
         count = f"{len(others)}" if complete else f"at least {len(others)}"
-        more = f"; {count} more of its split fail a header check (e.g. {sorted(others)[0]})"
+        verb = "fails" if len(others) == 1 and complete else "fail"
+        more = f"; {count} more of its split {verb} a header check (e.g. {sorted(others)[0]})"
     else:
         more = "; the other files of its split pass a header check" if complete else ""
     raise UserError(f"cannot read image {first.path} ({first.reason}){more}",

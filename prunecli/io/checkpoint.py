@@ -104,8 +104,13 @@ class Loaded:
 
 
 def load(src: str | Path, device: str = "cpu") -> Loaded:
-    """Load a checkpoint (path or `-`) into a freshly built registry model."""
-    return load_bytes(read_bytes(src), device)
+    """Load a checkpoint (path or `-`) into a freshly built registry model; an error names the file
+    (a command may read several: --compare, --teacher, --init)."""
+    data = read_bytes(src)
+    try:
+        return load_bytes(data, device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{'stdin' if str(src) == '-' else src}: {err}", hint=err.hint) from None
 
 
 def load_bytes(data: bytes, device: str = "cpu") -> Loaded:
