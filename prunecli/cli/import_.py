@@ -39,6 +39,9 @@ def import_weights(
         raise UserError("`prunecli import` needs --model and -o/--output")
     if weights is None and not pretrained:
         raise UserError("give a weights file, or --pretrained for timm's published weights")
+    from prunecli.io.atomic import check_output
+
+    check_output(output, weights)
     result = run_import(weights, model, output, num_classes, input_size, pretrained, new_head)
     if output != "-":
         print_result(result, json, lambda: table("imported", ["field", "value"], [[k, v] for k, v in result.items()]))

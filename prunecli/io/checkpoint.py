@@ -54,6 +54,8 @@ def read_bytes(src: str | Path) -> bytes:
             raise UserError("reading a checkpoint from stdin (`-`), but stdin is a terminal")
         return sys.stdin.buffer.read()
     path = Path(src)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path.read_bytes()
@@ -111,7 +113,8 @@ class Loaded:
 
 
 def load(src: str | Path, device: str = "cpu") -> Loaded:
-    """Load a checkpoint (path or `-`) into a freshly built registry model.
+    """Load a checkpoint (path or `-`) into a freshly built registry model; an error names the file
+    (a command may read several: --compare, --teacher, --init).
 
     A file is never read whole: the header is parsed from its first bytes, the sha256 is
     computed in 1 MiB chunks, and the tensors come a few at a time through safetensors'
@@ -120,9 +123,18 @@ def load(src: str | Path, device: str = "cpu") -> Loaded:
     (bytes, a tensor dict, the model) as reading it into memory first costs (issue 14 item 7;
     `bench/load_memory.py`). Stdin (`-`) cannot be mapped and is read whole.
     """
+    try:
+        return _load(src, device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{'stdin' if str(src) == '-' else src}: {err}", hint=err.hint) from None
+
+
+def _load(src: str | Path, device: str) -> Loaded:
     if str(src) == "-":
         return load_bytes(read_bytes(src), device)
     path = Path(src)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     size = path.stat().st_size

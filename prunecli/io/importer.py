@@ -30,7 +30,8 @@ def read_state_dict(path: str) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot read {p} as a weights-only state dict: {str(err).splitlines()[0][:200]}") from None
+        first = str(err).splitlines()[0].split(". This is an internal")[0]  # torch's zip reader adds advice
+        raise UserError(f"cannot read {p} as a weights-only state dict: {first[:200]}") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
