@@ -159,6 +159,7 @@ def load_bytes(data: bytes, device: str = "cpu") -> Loaded:
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"corrupt tensor data: {err}") from None
     model, entry = _rebuild(header, tensors)
+    tensors = _versioned(model, tensors)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
@@ -205,7 +206,7 @@ def _copy_tensors(model, path: Path, header: Header, table: dict) -> None:
     try:
         if set(keys) != set(own) or _custom_loading(model):
             with safe_open(str(path), framework="pt") as f:
-                tensors = {k: f.get_tensor(k) for k in keys}
+                tensors = _versioned(model, {k: f.get_tensor(k) for k in keys})
             try:
                 model.load_state_dict(tensors, strict=True)
             except RuntimeError as err:
@@ -247,6 +248,21 @@ def _copy_one(target, tensor, key: str, header: Header) -> None:
                               f"{tuple(tensor.shape)}, the model {tuple(target.shape)}")
     with torch.no_grad():
         target.copy_(tensor)
+
+
+def _versioned(model, tensors: dict):
+    """`tensors` with the built model's per-module versions (`state_dict()._metadata`).
+
+    torch saves them beside a state dict; safetensors keeps only tensors. A module whose
+    `_load_from_state_dict` reads its version (torchvision's MNASNet refuses `None`) gets the
+    version of the class that wrote the file, which is the class building it now: prunecli
+    writes checkpoints from this model's own `state_dict()`.
+    """
+    from collections import OrderedDict
+
+    out = OrderedDict(tensors)
+    out._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return out
 
 
 def _custom_loading(model) -> bool:

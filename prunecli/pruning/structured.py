@@ -10,6 +10,7 @@ kept in sync after pruning.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import re
@@ -118,7 +119,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
     customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
     recorder = _Recorder(importance)
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, graph_errors():
         warnings.simplefilter("always")
         heads = {**_attention_heads(model), **extension_heads}
         pruner = tp.pruner.BasePruner(
@@ -315,8 +316,23 @@ class ChannelGroup:
     channels: int
 
 
+@contextlib.contextmanager
+def graph_errors():
+    """Torch-Pruning failing to build a dependency graph (a reshape or shuffle its index mapping
+    cannot follow, e.g. ShuffleNet's channel shuffle) is a refusal of the architecture: one line,
+    never a traceback (`--debug` shows it). Errors inside a module's forward keep their own line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        first = str(error).splitlines()[0][:160] if str(error) else ""
+        raise UserError(f"Torch-Pruning cannot build the dependency graph of this model ({type(error).__name__}: "
+                        f"{first}); structured pruning does not support this architecture; nothing written") from error
+
+
 def _graph(model, input_shape):
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, graph_errors():
         warnings.simplefilter("always")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(input_shape))
     _report(caught)

@@ -49,3 +49,25 @@ def test_tv_model_prunes_and_reloads(tmp_path):
     assert result["macs_after"] < 0.8 * result["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
+
+
+def test_a_graph_torch_pruning_cannot_build_is_one_line(tmp_path):
+    """ShuffleNet's channel shuffle (view → transpose → view) breaks Torch-Pruning 1.6's reshape
+    index mapping (ZeroDivisionError): refused in one line, nothing written, not a traceback."""
+    base, out = tmp_path / "s.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "tv:shufflenet_v2_x0_5", "--data", "synthetic:n=8,val=4,classes=4",
+                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
+    assert isinstance(r.exception, UserError), repr(r.exception)
+    assert "cannot build the dependency graph" in str(r.exception) and not out.exists()
+
+
+def test_mnasnet_reloads_its_versioned_modules(tmp_path):
+    """torchvision's MNASNet reads its state-dict version while loading; safetensors keeps none."""
+    base, out = tmp_path / "m.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "tv:mnasnet0_5", "--data", "synthetic:n=8,val=4,classes=4",
+                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
+    assert r.exit_code == 0, repr(r.exception)
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
