@@ -13,7 +13,7 @@ def import_weights(
     weights: Annotated[str | None, typer.Argument(help="a .pth/.pt state dict (read weights-only) or .safetensors", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="registry name or timm:NAME")] = "",
     output: O.Out = "",
-    num_classes: Annotated[int | None, typer.Option(help="classifier size (default: the model's)")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="classifier size (default: the output width of the classifier in the weights, else the model's)")] = None,
     input_size: Annotated[int | None, typer.Option(help="input resolution to record (default: the model's)")] = None,
     pretrained: Annotated[bool, typer.Option(help="use timm's published weights (needs the model hub)")] = False,
     new_head: Annotated[bool, typer.Option(help="re-initialise the classifier for --num-classes (transfer from ImageNet weights); all other weights must fit exactly")] = False,

@@ -40,6 +40,25 @@ def read_state_dict(path: str) -> dict:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def infer_num_classes(model_name: str, state: dict) -> int | None:
+    """The class count the weights were trained for: the output width of the entry's classifier
+    (its protected layer, by name), said on stderr; None for other tasks or when absent."""
+    from prunecli.cli._output import err
+    from prunecli.models import get_entry
+
+    entry = get_entry(model_name)
+    if entry.task != "classification":
+        return None
+    for layer in entry.protected:
+        weight = state.get(f"{layer}.weight")
+        if weight is not None and weight.dim() >= 2:
+            n = int(weight.shape[0])
+            if n != entry.num_classes:
+                err.print(f"inferred --num-classes {n} from {layer}.weight {tuple(weight.shape)}")
+            return n
+    return None
+
+
 def _check_hub_reachable(model_name: str) -> None:
     """Fail in a second, not after a minute of download retries, where the hub is unreachable."""
     import os
@@ -62,6 +81,9 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
     extra = {"pretrained": True} if pretrained else {}
     if pretrained:
         _check_hub_reachable(model_name)
+    state = read_state_dict(src) if src is not None else None
+    if num_classes is None and state is not None and not new_head:
+        num_classes = infer_num_classes(model_name, state)
     try:
         model, entry, kwargs = build_model(model_name, num_classes=num_classes, **extra)
     except UserError:
@@ -71,8 +93,7 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
                         "(the model hub is unreachable offline; import a local .pth instead)") from None
     kwargs.pop("pretrained", None)
     fresh_head: list[str] = []
-    if src is not None:
-        state = read_state_dict(src)
+    if state is not None:
         if new_head:
             state, fresh_head = _drop_head(model, state, entry.protected)
         try:
