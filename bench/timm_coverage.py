@@ -13,11 +13,22 @@ limit (its process group is killed past it). Classes:
   unloadable       prune wrote a file that `profile` cannot load or run
   not built        timm itself cannot build/run the model here (not ours; listed, not counted)
 
+A refusal that names `--ignore` globs is then checked: prune again with exactly those globs and
+profile the result. The `with --ignore` column says whether the suggested command works (and
+how many MACs it removes), so a refusal never points at a command that fails.
+
+`--method taylor|isomorphic` sweeps those methods instead (calibration on a seeded synthetic
+set at the model's input size), `--update` replaces only the swept models' rows in the existing
+JSON and rewrites the table from all rows.
+
 Input size: the model's pretrained_cfg input size, or `--small N` (default 64) when the model
 runs at N×N (convnets do; most ViTs have a fixed patch grid), which keeps the sweep fast.
 
     .venv/bin/python bench/timm_coverage.py                       # all models below, docs/timm-coverage.md
     .venv/bin/python bench/timm_coverage.py --models resnet18,rexnet_100 --timeout 300
+    .venv/bin/python bench/timm_coverage.py --models dpn48b --update          # refresh one row
+    .venv/bin/python bench/timm_coverage.py --method isomorphic --models deit_tiny_patch16_224 \
+        --markdown docs/timm-coverage-isomorphic.md --json bench/results/timm_coverage_isomorphic.json
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import concurrent.futures as futures
 import datetime
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -60,18 +73,36 @@ MODELS = [
     ("inception_next", "inception_next_atto"),
 ]
 
+# torchvision (`--zoo tv`, models as `tv:NAME`): Torch-Pruning's torchvision benchmark families.
+TV_MODELS = [
+    ("alexnet", "alexnet"), ("vgg", "vgg11_bn"), ("vgg", "vgg16"), ("resnet", "resnet18"), ("resnet", "resnet50"),
+    ("resnext", "resnext50_32x4d"), ("wide_resnet", "wide_resnet50_2"), ("squeezenet", "squeezenet1_1"),
+    ("densenet", "densenet121"), ("googlenet", "googlenet"), ("inception", "inception_v3"),
+    ("mobilenet_v2", "mobilenet_v2"), ("mobilenet_v3", "mobilenet_v3_small"), ("shufflenet", "shufflenet_v2_x0_5"),
+    ("mnasnet", "mnasnet0_5"), ("efficientnet", "efficientnet_b0"), ("efficientnet_v2", "efficientnet_v2_s"),
+    ("regnet", "regnet_x_400mf"), ("regnet", "regnet_y_400mf"), ("convnext", "convnext_tiny"),
+    ("vit", "vit_b_16"), ("swin", "swin_t"), ("swin_v2", "swin_v2_t"), ("maxvit", "maxvit_t"),
+]
+
 RESULTS = ("prunes+reloads", "refused", "timeout", "traceback", "unloadable", "not built")
 
 
 def _build(name: str, small: int, work: Path) -> dict:
     """Child side: random init, 10 classes, state dict to `work`; pick the input size."""
-    import timm
     import torch
 
     torch.manual_seed(0)
-    model = timm.create_model(name, num_classes=10).eval()
+    if name.startswith("tv:"):
+        from prunecli.models import get_entry
+
+        entry = get_entry(name)
+        model, cfg_size = entry.builder(num_classes=10).eval(), list(entry.input_shape)
+    else:
+        import timm
+
+        model = timm.create_model(name, num_classes=10).eval()
+        cfg_size = list(timm.models.get_pretrained_cfg(name, allow_unregistered=True).input_size or (3, 224, 224))
     torch.save(model.state_dict(), work / "weights.pth")
-    cfg_size = list(timm.models.get_pretrained_cfg(name, allow_unregistered=True).input_size or (3, 224, 224))
     size = cfg_size[-1]
     if small and small < size:
         try:
@@ -105,7 +136,59 @@ def _step(cmd: list[str], deadline: float) -> tuple[int, str]:
         return None, ""
 
 
-def run_one(family: str, name: str, timeout: float, small: int) -> dict:
+def _suggested_ignores(reason: str) -> list[str]:
+    """The `--ignore 'GLOB'` options a refusal line suggests, in order."""
+    return re.findall(r"--ignore '([^']+)'", reason)
+
+
+def _method_options(method: str, size: int) -> list[str]:
+    """`prune` options for `method`; Taylor and isomorphic calibrate on seeded synthetic images."""
+    if method == "l1":
+        return ["--method", "l1", "--ratio", "0.3"]
+    data = ["--calib-data", f"synthetic:classes=10,size={size},n=16,val=4", "--calib-batches", "2",
+            "--batch-size", "4"]
+    if method == "taylor":
+        return ["--method", "taylor", "--ratio", "0.3", *data]
+    return ["--method", "isomorphic", "--ratio", "0.3", *data]
+
+
+def _prune_and_profile(work: Path, options: list[str], out: str, deadline: float) -> tuple[int | None, str, str]:
+    """(exit code or None at the wall limit, error line, step) of prune → profile into `out`."""
+    prune = ["prune", str(work / "base.safetensors"), *options,
+             "--timeout", str(max(1, int(deadline - time.monotonic()) - 15)), "-o", str(work / out), "--json"]
+    code, err = _step(prune, deadline)
+    if code != 0:
+        return code, _last_line(err), "prune"
+    profile = ["profile", str(work / out), "--compare", str(work / "base.safetensors"),
+               "--batch-sizes", "1", "--runs", "1", "--warmup", "0", "--json"]
+    code, err = _step(profile, deadline)
+    return code, _last_line(err), "profile"
+
+
+def _check_ignores(row: dict, work: Path, options: list[str], deadline: float) -> None:
+    """Run the refusal's suggested `--ignore` globs; record whether the prune then works."""
+    globs = _suggested_ignores(row["reason"])
+    if row["result"] != "refused" or not globs or deadline - time.monotonic() < 30:
+        return
+    extra = [arg for g in globs for arg in ("--ignore", g)]
+    code, line, step = _prune_and_profile(work, [*options, *extra], "ignored.safetensors", deadline)
+    row["ignore_args"] = " ".join(f"--ignore {shlex.quote(g)}" for g in globs)
+    row["with_ignore"] = "prunes+reloads" if code == 0 else f"fails at {step}: {line[:200]}"
+    if code == 0:
+        macs = _macs(work / "ignored.flops.json")
+        if macs:
+            row["with_ignore"] += f" (MACs -{100 * (1 - macs[1] / macs[0]):.0f}%)"
+
+
+def _macs(flops_json: Path) -> tuple[float, float] | None:
+    try:
+        data = json.loads(flops_json.read_text())
+        return float(data["before"]["macs"]), float(data["after"]["macs"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def run_one(family: str, name: str, timeout: float, small: int, method: str = "l1") -> dict:
     """Parent side: the four steps of one model under one wall-time limit."""
     start = time.monotonic()
     deadline = start + timeout
@@ -125,9 +208,9 @@ def run_one(family: str, name: str, timeout: float, small: int) -> dict:
         facts = json.loads(build.stdout.strip().splitlines()[-1])
         row["size"] = facts["size"]
         steps = [
-            ("import", ["import", str(work / "weights.pth"), "--model", f"timm:{name}", "--num-classes", "10",
+            ("import", ["import", str(work / "weights.pth"), "--model", name if name.startswith("tv:") else f"timm:{name}", "--num-classes", "10",
                         "--input-size", str(facts["size"]), "-o", str(work / "base.safetensors")]),
-            ("prune", ["prune", str(work / "base.safetensors"), "--method", "l1", "--ratio", "0.3",
+            ("prune", ["prune", str(work / "base.safetensors"), *_method_options(method, facts["size"]),
                        "--timeout", str(max(1, int(deadline - time.monotonic()) - 15)),
                        "-o", str(work / "pruned.safetensors"), "--json"]),
             ("profile", ["profile", str(work / "pruned.safetensors"), "--compare", str(work / "base.safetensors"),
@@ -145,16 +228,23 @@ def run_one(family: str, name: str, timeout: float, small: int) -> dict:
             if step == "profile":
                 return done("unloadable", reason, step)
             if code == 2:
-                return done("timeout" if "took longer than --timeout" in reason else "refused", reason, step)
+                done("timeout" if "took longer than --timeout" in reason else "refused", reason, step)
+                _check_ignores(row, work, _method_options(method, facts["size"]), deadline)
+                row["seconds"] = round(time.monotonic() - start, 1)
+                return row
             return done("traceback", reason, step)
-        return done("prunes+reloads")
+        macs = _macs(work / "pruned.flops.json")
+        return done("prunes+reloads", f"MACs -{100 * (1 - macs[1] / macs[0]):.0f}%" if macs else "")
 
 
 def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
     counts = {r: sum(row["result"] == r for row in rows) for r in RESULTS}
     counted = len(rows) - counts["not built"]
+    checked = [r for r in rows if r.get("with_ignore")]
+    working = sum(r["with_ignore"].startswith("prunes+reloads") for r in checked)
+    method = meta.get("method", "l1")
     lines = [
-        "# timm coverage: random init → `prunecli import` → `prune --method l1 --ratio 0.3` → `profile`",
+        f"# {meta.get('zoo', 'timm')} coverage: random init → `prunecli import` → `prune --method {method} --ratio 0.3` → `profile`",
         "",
         f"Generated by `bench/timm_coverage.py` on {meta['date']} (torch {meta['torch']}, timm {meta['timm']}, "
         f"torch-pruning {meta['torch_pruning']}; wall limit {meta['timeout']:g} s per model, "
@@ -163,15 +253,20 @@ def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
         + ("." if len(rows) == meta["listed"] else f" (`--models {','.join(r['model'] for r in rows)}`)."),
         "",
         f"**{counts['prunes+reloads']} of {counted} prune and reload** "
-        + ", ".join(f"{counts[r]} {r}" for r in RESULTS[1:] if counts[r]) + ".",
+        + ", ".join(f"{counts[r]} {r}" for r in RESULTS[1:] if counts[r]) + "."
+        + (f" The suggested `--ignore` of {working} of the {len(checked)} refusals that name one prunes and "
+           "reloads (column *with --ignore*: the refusal's own globs, run as given)." if checked else ""),
         "",
-        "| family | model | result | reason | input | time (s) |",
-        "|---|---|---|---|---|---|",
+        "Reason: for a pruned model the MACs it removed; else the one `error:` line the user sees.",
+        "",
+        "| family | model | result | reason | with --ignore | input | time (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         reason = row["reason"].replace("|", "\\|")
         where = f"({row['step']}) " if row.get("step") and row["result"] != "prunes+reloads" else ""
-        lines.append(f"| {row['family']} | `{row['model']}` | {row['result']} | {where}{reason} | "
+        ignore = (row.get("with_ignore") or "").replace("|", "\\|")
+        lines.append(f"| {row['family']} | `{row['model']}` | {row['result']} | {where}{reason} | {ignore} | "
                      f"{row['size'] or ''} | {row['seconds']} |")
     lines += ["", "Regenerate: `.venv/bin/python bench/timm_coverage.py` (see `bench/README.md`)."]
     path.write_text("\n".join(lines) + "\n")
@@ -185,20 +280,31 @@ def _meta(args, listed: int) -> dict:
 
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
             "timm": timm.__version__, "torch_pruning": version("torch-pruning"),
-            "timeout": args.timeout, "small": args.small, "listed": listed, "cpus": os.cpu_count()}
+            "timeout": args.timeout, "small": args.small, "listed": listed, "cpus": os.cpu_count(),
+            "method": args.method, "zoo": "torchvision" if args.zoo == "tv" else "timm"}
 
 
-def sweep(names: list[str], timeout: float, small: int, jobs: int, log=print) -> list[dict]:
-    family = dict((m, f) for f, m in MODELS)
+def sweep(names: list[str], timeout: float, small: int, jobs: int, log=print, method: str = "l1") -> list[dict]:
+    family = dict((m, f) for f, m in MODELS) | {f"tv:{m}": f for f, m in TV_MODELS}
     todo = [(family.get(n, n.split("_")[0]), n) for n in names]
     rows: dict[str, dict] = {}
     with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        running = {pool.submit(run_one, f, n, timeout, small): n for f, n in todo}
+        running = {pool.submit(run_one, f, n, timeout, small, method): n for f, n in todo}
         for fut in futures.as_completed(running):
             row = fut.result()
             rows[row["model"]] = row
             log(f"{row['model']:32s} {row['result']:15s} {row['seconds']:7.1f} s  {row['reason'][:120]}")
     return [rows[n] for _, n in todo]
+
+
+def _merged(path: Path, fresh: list[dict], meta: dict) -> tuple[list[dict], dict]:
+    """The stored rows with `fresh` ones replacing theirs (list order kept), and a date that says so."""
+    old = json.loads(path.read_text())
+    new = {r["model"]: r for r in fresh}
+    rows = [new.pop(r["model"], r) for r in old["rows"]] + list(new.values())
+    dates = old["meta"]["date"].split(" and ")[0]
+    meta = {**meta, "date": f"{dates} and {meta['date']} (rows {', '.join(r['model'] for r in fresh)} re-run)"}
+    return rows, meta
 
 
 def main() -> None:
@@ -207,17 +313,31 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="wall seconds per model, all steps (600)")
     parser.add_argument("--small", type=int, default=64, help="input size to use where the model runs at it (0: own)")
     parser.add_argument("--jobs", type=int, default=1, help="models in parallel (1)")
-    parser.add_argument("--markdown", default=str(ROOT / "docs" / "timm-coverage.md"))
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "timm_coverage.json"))
+    parser.add_argument("--markdown", help="table (default docs/timm-coverage.md, docs/torchvision-coverage.md)")
+    parser.add_argument("--json", help="rows (default bench/results/timm_coverage.json, torchvision_coverage.json)")
+    parser.add_argument("--method", choices=("l1", "taylor", "isomorphic"), default="l1",
+                        help="pruning method to sweep (l1)")
+    parser.add_argument("--zoo", choices=("timm", "tv"), default="timm",
+                        help="timm models, or torchvision ones as tv:NAME (default list: TV_MODELS)")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only these models' rows in the existing --json, rewrite the table from all")
     parser.add_argument("--build", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:  # child: build one model
         print(json.dumps(_build(args.build, args.small, Path(args.work))))
         return
-    names = args.models.split(",") if args.models else [m for _, m in MODELS]
-    rows = sweep(names, args.timeout, args.small, args.jobs)
-    meta = _meta(args, len(MODELS))
+    listed = TV_MODELS if args.zoo == "tv" else MODELS
+    stem = "torchvision" if args.zoo == "tv" else "timm"
+    args.markdown = args.markdown or str(ROOT / "docs" / f"{stem}-coverage.md")
+    args.json = args.json or str(ROOT / "bench" / "results" / f"{stem}_coverage.json")
+    names = args.models.split(",") if args.models else [m for _, m in listed]
+    if args.zoo == "tv":
+        names = [n if n.startswith("tv:") else f"tv:{n}" for n in names]
+    rows = sweep(names, args.timeout, args.small, args.jobs, method=args.method)
+    meta = _meta(args, len(listed))
+    if args.update and Path(args.json).exists():
+        rows, meta = _merged(Path(args.json), rows, meta)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     write_markdown(Path(args.markdown), rows, meta)

@@ -50,7 +50,7 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, self._entries, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise UserError(
-                f"unknown {self.kind} {name!r}{hint}; `prunecli ls {self.kind}s` lists them"
+                f"unknown {self.kind} {name!r}{hint}; `prunecli ls {self.kind if self.kind.endswith('data') else self.kind + 's'}` lists them"
             ) from None
 
     def __contains__(self, name: str) -> bool:

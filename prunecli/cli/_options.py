@@ -15,6 +15,7 @@ Seed = Annotated[int, typer.Option("--seed", help="random seed (data order, augm
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="batch size")]
 Workers = Annotated[int, typer.Option("--workers", min=0, help="data-loading worker processes")]
 Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs")]
+SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="leave out image files that cannot be decoded (imagefolder, ham10000) and say how many, instead of stopping at the first")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)

@@ -24,6 +24,7 @@ def analyze(
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
     cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)")] = "layers",
     selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)")] = "reference",
@@ -78,6 +79,13 @@ def analyze(
                            compare=compare, layers=tuple(layers or ()), seed=seed, cka_modules=cka_modules,
                            selection=selection)
     resolve(method, opts)  # option errors before torch is imported
+    from prunecli.data.images import set_skip_bad_images
+    from prunecli.io.atomic import check_output
+
+    check_output(output, checkpoint, compare)
+    if plot:
+        check_output(plot, checkpoint, compare, option="--plot")
+    set_skip_bad_images(skip_bad_images)
     report = run_analysis(checkpoint, method, opts, output)
     if output != "-":
         print_result(report, json, lambda: summary(report))

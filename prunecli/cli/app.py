@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from prunecli import __version__
-from prunecli.cli import analyze, evaluate, finetune, import_, info, ls, profile, prune, train
+from prunecli.cli import analyze, doctor, evaluate, finetune, import_, info, ls, profile, prune, train
 
 app = typer.Typer(
     name="prunecli",
@@ -58,6 +58,7 @@ app.command("finetune")(finetune.finetune)
 app.command("evaluate")(evaluate.evaluate)
 app.command("profile")(profile.profile)
 app.command("info")(info.info)
+app.command("doctor")(doctor.doctor)
 app.command("import")(import_.import_weights)
 app.add_typer(ls.app, name="ls")
 

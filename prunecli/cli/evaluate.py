@@ -20,6 +20,7 @@ def evaluate(
     interpolation: Annotated[str | None, typer.Option(help="override the resize interpolation: bicubic, bilinear, ...")] = None,
     crop_pct: Annotated[float | None, typer.Option(help="override the centre-crop fraction (e.g. 0.875)")] = None,
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
 ) -> None:
     """Evaluate a checkpoint: top-1, top-5 and mean cross-entropy.
 
@@ -34,8 +35,10 @@ def evaluate(
       prunecli prune base.safetensors --method l1 --ratio 0.3 -o - | prunecli evaluate - --data digits --json
     """
     from prunecli.cli._output import print_result, table
+    from prunecli.data.images import set_skip_bad_images
     from prunecli.engine import run
 
+    set_skip_bad_images(skip_bad_images)
     if crop_pct is not None and not 0 < crop_pct <= 1:
         from prunecli.errors import UserError
 

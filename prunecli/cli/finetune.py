@@ -37,6 +37,7 @@ def finetune(
     workers: O.Workers = 0,
     weight_decay_mode: Annotated[str, typer.Option(help="all: --weight-decay on every parameter (PyTorch); keras: Keras l2(λ) with λ = --weight-decay, a gradient 2λw on the kernels only (no biases or BN; Li et al. 2023's Keras models name theirs)")] = "all",
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
@@ -64,6 +65,11 @@ def finetune(
 
     if not output:
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
+    from prunecli.data.images import set_skip_bad_images
+    from prunecli.io.atomic import check_output
+
+    check_output(output, checkpoint, teacher)
+    set_skip_bad_images(skip_bad_images)
     cfg = make_config(
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,

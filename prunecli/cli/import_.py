@@ -13,7 +13,7 @@ def import_weights(
     weights: Annotated[str | None, typer.Argument(help="a .pth/.pt state dict (read weights-only) or .safetensors", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="registry name or timm:NAME")] = "",
     output: O.Out = "",
-    num_classes: Annotated[int | None, typer.Option(help="classifier size (default: the model's)")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="classifier size (default: the output width of the classifier in the weights, else the model's)")] = None,
     input_size: Annotated[int | None, typer.Option(help="input resolution to record (default: the model's)")] = None,
     pretrained: Annotated[bool, typer.Option(help="use timm's published weights (needs the model hub)")] = False,
     new_head: Annotated[bool, typer.Option(help="re-initialise the classifier for --num-classes (transfer from ImageNet weights); all other weights must fit exactly")] = False,
@@ -39,6 +39,9 @@ def import_weights(
         raise UserError("`prunecli import` needs --model and -o/--output")
     if weights is None and not pretrained:
         raise UserError("give a weights file, or --pretrained for timm's published weights")
+    from prunecli.io.atomic import check_output
+
+    check_output(output, weights)
     result = run_import(weights, model, output, num_classes, input_size, pretrained, new_head)
     if output != "-":
         print_result(result, json, lambda: table("imported", ["field", "value"], [[k, v] for k, v in result.items()]))

@@ -11,13 +11,13 @@ app = typer.Typer(help="List registered models, data sets and pruning methods.",
 
 @app.command("models")
 def ls_models(json: O.Json = False) -> None:
-    """Registered models (any timm model is also available as timm:NAME)."""
+    """Registered models (any timm model is also available as timm:NAME, any torchvision one as tv:NAME)."""
     from prunecli.cli._output import print_result, table
     from prunecli.models import list_models
 
     rows = [{"name": e.name, "family": e.family, "task": e.task, "input": list(e.input_shape),
              "tiny": e.tiny, "description": e.description} for e in list_models()]
-    print_result(rows, json, lambda: table("models (plus timm:NAME for any timm model)",
+    print_result(rows, json, lambda: table("models (plus timm:NAME, tv:NAME for any timm / torchvision model)",
                                            ["name", "family", "task", "description"],
                                            [[r["name"], r["family"], r["task"], r["description"]] for r in rows]))
 

@@ -22,6 +22,7 @@ def profile(
     device: O.Device = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -51,8 +52,10 @@ def profile(
     tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
     """
     from prunecli.cli._output import print_result
+    from prunecli.data.images import set_skip_bad_images
     from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
 
+    set_skip_bad_images(skip_bad_images)
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,

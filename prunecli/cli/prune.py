@@ -46,6 +46,7 @@ def prune(
     batch_size: O.BatchSize = 64,
     seed: O.Seed = 0,
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
     shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
@@ -83,6 +84,11 @@ def prune(
 
     if not output:
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
+    from prunecli.data.images import set_skip_bad_images
+    from prunecli.io.atomic import check_output
+
+    check_output(output, checkpoint, reuse)
+    set_skip_bad_images(skip_bad_images)
     from prunecli.methods import get_method
 
     threshold, fold = _zero_groups_options(method, threshold, fold)
@@ -122,9 +128,14 @@ def prune(
         raise UserError(f"--timeout must be ≥ 0 seconds (0: no limit), got {timeout}")
     from prunecli.pruning.deadline import time_limit
 
-    with time_limit(timeout):
-        result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
-                           batch_size=batch_size, options=options)
+    try:
+        with time_limit(timeout):
+            result = run_prune(checkpoint, output, method, plan, data=data, calib_batches=calib_batches,
+                               batch_size=batch_size, options=options)
+    except UserError as error:  # a refusal: point at the pre-flight check that explains the model
+        if error.hint is None and "--ignore" in str(error) and checkpoint != "-":
+            error.hint = f"`prunecli doctor {checkpoint}` lists its groups, protected layers and refusals in seconds"
+        raise
     if output != "-":
         print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
                                                  [[k, v] for k, v in result.items()]))

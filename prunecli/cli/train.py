@@ -41,6 +41,7 @@ def train(
     bn_recalibrate: Annotated[int, typer.Option(min=0, help="changes the algorithm: after each epoch recompute BatchNorm statistics on N train batches (ours, e.g. 50 with --prox-snap, whose abrupt zeros leave the running statistics stale). Default 0: the reference keeps the running statistics")] = 0,
     weight_decay_mode: Annotated[str, typer.Option(help="all: --weight-decay on every parameter (PyTorch); keras: Keras l2(λ) with λ = --weight-decay, a gradient 2λw on the kernels only (no biases or BN; Li et al. 2023's Keras models name theirs)")] = "all",
     json: O.Json = False,
+    skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
 ) -> None:
     """Train a model and write a self-describing checkpoint.
@@ -69,6 +70,11 @@ def train(
 
     if not output:
         raise UserError("missing -o/--output (a .safetensors path, or - for stdout)")
+    from prunecli.data.images import set_skip_bad_images
+    from prunecli.io.atomic import check_output
+
+    check_output(output, init)
+    set_skip_bad_images(skip_bad_images)
     if not model and not init:
         raise UserError("missing --model (see `prunecli ls models`) or --init CKPT")
     if mu > 0 and optimizer != "proxsgd":

@@ -98,8 +98,12 @@ def _batch(path: Path, layout: Layout):
     doc = _unpickle(path)
     if b"data" not in doc or layout.label_key not in doc:
         raise UserError(f"CIFAR file {path} lacks the {b'data'!r} or {layout.label_key!r} entry")
-    data = np.asarray(doc[b"data"], dtype=np.uint8)
-    labels = np.asarray(doc[layout.label_key], dtype=np.int64)
+    try:
+        data = np.asarray(doc[b"data"], dtype=np.uint8)
+        labels = np.asarray(doc[layout.label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as err:  # strings, ragged lists, objects
+        raise UserError(f"CIFAR file {path}: data and labels must be arrays of integers "
+                        f"({type(err).__name__}: {str(err)[:120]})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise UserError(f"CIFAR file {path}: unexpected data shape {data.shape} for {len(labels)} labels")
     if len(labels) and (labels.min() < 0 or labels.max() >= layout.num_classes):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from prunecli.data import Dataset, register_data
 from prunecli.data.imagefolder import MEAN, STD, FolderLoader, _mix, parse_size
+from prunecli.data.images import open_rgb
 from prunecli.errors import UserError
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -153,15 +154,8 @@ class LesionImages:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        from PIL import Image
-
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except OSError as err:
-            raise UserError(f"ham10000: cannot read image {path}: {err}") from None
-        return self.transform(rgb), label
+        return self.transform(open_rgb(path)), label  # a bad file: prunecli/data/images.py
 
 
 def transforms(size: int, augment: bool):

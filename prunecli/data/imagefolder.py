@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prunecli.data import Dataset, register_data
+from prunecli.data.images import BadImage, UnreadableImage, check_batch, collate, open_rgb, report_skipped
 from prunecli.errors import UserError
 
 MEAN = (0.485, 0.456, 0.406)
@@ -108,7 +109,10 @@ class SeededSamples:
 
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
             torch.manual_seed(_mix(self.seed, self.epoch, index))
-            return self.base[index]
+            try:
+                return self.base[index]
+            except UnreadableImage as bad:  # decided in the main process (prunecli/data/images.py)
+                return BadImage(bad.path, bad.reason)
 
 
 class FolderLoader:
@@ -124,7 +128,9 @@ class FolderLoader:
         self.loader = DataLoader(
             self.samples, batch_size=batch_size, shuffle=train, num_workers=workers,
             pin_memory=torch.cuda.is_available(), generator=self.generator, drop_last=False,
+            collate_fn=collate,
         )
+        self.skipped: dict[str, str] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -136,7 +142,14 @@ class FolderLoader:
         # The generator drives the sampler's permutation and the workers' base seed.
         self.generator.manual_seed(_mix(self.seed, self.epoch))
         self.samples.epoch = self.epoch
-        yield from self.loader
+        read = 0
+        for x, y, bad in self.loader:
+            if bad:
+                check_batch(bad, self.samples.base, self.skipped)
+            if x is not None:
+                read += len(y)
+                yield x, y
+        report_skipped(self.skipped, read)
         self.epoch += 1
 
     def targets(self) -> list[int]:
@@ -170,7 +183,7 @@ def imagefolder(arg: str | None) -> Dataset:
         if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
             transform = model_transform(model_cfg) if model_cfg else transforms(size, train)
             try:
-                cache[key] = ImageFolder(str(root / split), transform=transform,
+                cache[key] = ImageFolder(str(root / split), transform=transform, loader=open_rgb,
                                          is_valid_file=_is_image)
             except FileNotFoundError as err:
                 raise UserError(f"imagefolder: {err}") from None

@@ -172,13 +172,15 @@ def read_volume(path: Path) -> Volume:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
                 raise UserError(f"fastmri: {path.name} has no `kspace` dataset (has: {', '.join(f) or 'nothing'})")
-            shape = f["kspace"].shape
+            shape, dtype = f["kspace"].shape, f["kspace"].dtype
     except OSError as err:
         raise UserError(f"fastmri: cannot read {path}: {err}") from None
     if len(shape) == 3:
         raise UserError(f"fastmri: {path.name} is single-coil (kspace {shape}); use multi-coil brain files")
     if len(shape) != 4 or 0 in shape:
         raise UserError(f"fastmri: {path.name}: kspace must be [slices, coils, H, W], got {shape}")
+    if dtype.kind != "c":
+        raise UserError(f"fastmri: {path.name}: kspace must be complex, got {dtype}")
     return Volume(path, *shape)
 
 
@@ -221,9 +223,12 @@ def load_slice(volume: Volume, index: int, opts: dict):
     from prunecli.mri.masks import acs_width
     from prunecli.mri.ops import coil_combine, forward
 
-    with h5py.File(volume.path, "r") as f:
-        kspace = torch.from_numpy(f["kspace"][index]).to(torch.complex64)
-        smaps = file_maps(f, index) if opts["maps"] != "acs" else None
+    try:
+        with h5py.File(volume.path, "r") as f:
+            kspace = torch.from_numpy(f["kspace"][index]).to(torch.complex64)
+            smaps = file_maps(f, index) if opts["maps"] != "acs" else None
+    except OSError as err:  # a damaged data chunk: the header read fine when the folder was scanned
+        raise UserError(f"fastmri: cannot read slice {index} of {volume.path}: {str(err)[:160]}") from None
     if opts["maps"] == "file" and smaps is None:
         raise UserError(f"fastmri: maps=file but {volume.path.name} has no `sens_maps`/`smaps` dataset")
     if smaps is not None and smaps.shape != kspace.shape:

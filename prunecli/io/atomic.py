@@ -22,9 +22,11 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         sys.stdout.buffer.flush()
         return
     path = Path(path)
-    if not path.parent.exists():
-        raise UserError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output(path, option="output", probe=False)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise UserError(f"cannot write in folder {path.parent} ({err.strerror or err}), needed for {path}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -32,9 +34,56 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:  # disk full, quota, a folder created at `path` meanwhile: the user's to fix
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | Path, *inputs: str | Path | None, option: str = "-o", probe: bool = True) -> None:
+    """Refuse an output path that cannot be written, before any work is done (a training run
+    should not fail at its first save): an existing folder, a missing or non-writable parent
+    folder, or one of the command's own inputs. Writing over an input is refused because the
+    input's sidecars (`.masks.json`, `.flops.json`, `.state.pt`) would be replaced by the new
+    ones while lineage and the sha256 of the parent still name the old file; write a new file
+    and rename it. `-` (stdout) is always fine.
+
+    write_bytes calls it again, so sidecars and reports get the same one-line errors."""
+    if str(path) == "-":
+        return
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file path, e.g. {path / 'out.safetensors'}")
+    parent = path.parent
+    if not parent.exists():
+        raise UserError(f"output folder does not exist: {parent}")
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is not a folder")
+    if probe:
+        _probe(parent, f"{option} {path}")
+    for src in inputs:
+        if src is None or str(src) == "-" or not path.exists():
+            continue
+        try:
+            same = os.path.samefile(path, Path(src).expanduser())
+        except OSError:
+            continue
+        if same:
+            raise UserError(f"{option} {path} is the input {src}: it and its sidecars would be overwritten; "
+                            "write to a new file")
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create and remove an empty temporary file: the one reliable test (os.access says yes to
+    root in a read-only mount or on an immutable folder)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".prunecli-probe.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise UserError(f"cannot write in folder {folder} ({err.strerror or err}), needed for {what}") from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, obj: object) -> None:

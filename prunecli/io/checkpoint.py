@@ -42,6 +42,8 @@ WHITELIST: dict[str, type] = {
     "embed_dim": int,
     "head_hidden_size": int,
     "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
+    "splits": tuple,  # timm MixedConv2d's input split sizes (one per kernel size)
+    "width": int,  # timm Res2Net Bottle2neck's chunk width
     "dim": int,  # timm pvt_v2.Attention's width (tied to its input; pruning/timm_attention_width.py)
     "attention_dim": int,  # timm metaformer.Attention's heads × head_dim
     "channel_splits": tuple,  # timm coat.ConvRelPosEnc: channels of each depthwise-conv head group
@@ -55,17 +57,23 @@ def read_bytes(src: str | Path) -> bytes:
             raise UserError("reading a checkpoint from stdin (`-`), but stdin is a terminal")
         return sys.stdin.buffer.read()
     path = Path(src)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path.read_bytes()
 
 
-def _split(data: bytes) -> tuple[dict, int]:
-    """Parse the safetensors JSON header ourselves to give precise errors on bad files."""
-    if len(data) < 8:
+def _split(data: bytes, size: int | None = None) -> tuple[dict, int]:
+    """Parse the safetensors JSON header ourselves to give precise errors on bad files.
+
+    `data` is the whole file, or (with `size`, the file's length) at least its header.
+    """
+    size = len(data) if size is None else size
+    if size < 8 or len(data) < 8:
         raise CheckpointError("not a safetensors file (shorter than its 8-byte header length)")
     (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+    if n > MAX_HEADER_BYTES or 8 + n > size or 8 + n > len(data):
         raise CheckpointError("not a safetensors file, or truncated (header length beyond end of file)")
     try:
         table = json.loads(data[8 : 8 + n])
@@ -74,13 +82,16 @@ def _split(data: bytes) -> tuple[dict, int]:
     if not isinstance(table, dict):
         raise CheckpointError("corrupt safetensors header: not a JSON object")
     ends = [v["data_offsets"][1] for k, v in table.items() if k != "__metadata__" and isinstance(v, dict)]
-    if 8 + n + max(ends, default=0) > len(data):
+    if 8 + n + max(ends, default=0) > size:
         raise CheckpointError("truncated checkpoint: tensor data ends beyond the end of the file")
     return table, n
 
 
 def read_header(data: bytes) -> Header:
-    table, _ = _split(data)
+    return _header_of(_split(data)[0])
+
+
+def _header_of(table: dict) -> Header:
     meta = table.get("__metadata__") or {}
     if HEADER_KEY not in meta:
         raise CheckpointError(
@@ -105,32 +116,176 @@ class Loaded:
 
 
 def load(src: str | Path, device: str = "cpu") -> Loaded:
-    """Load a checkpoint (path or `-`) into a freshly built registry model."""
-    return load_bytes(read_bytes(src), device)
+    """Load a checkpoint (path or `-`) into a freshly built registry model; an error names the file
+    (a command may read several: --compare, --teacher, --init).
+
+    A file is never read whole: the header is parsed from its first bytes, the sha256 is
+    computed in 1 MiB chunks, and the tensors come a few at a time through safetensors'
+    memory-mapped reader (reopened every 64 MiB), each copied into the freshly built model.
+    So the peak is about the model's own weights plus one 64 MiB chunk, not three copies of the file
+    (bytes, a tensor dict, the model) as reading it into memory first costs (issue 14 item 7;
+    `bench/load_memory.py`). Stdin (`-`) cannot be mapped and is read whole.
+    """
+    try:
+        return _load(src, device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{'stdin' if str(src) == '-' else src}: {err}", hint=err.hint) from None
+
+
+def _load(src: str | Path, device: str) -> Loaded:
+    if str(src) == "-":
+        return load_bytes(read_bytes(src), device)
+    path = Path(src)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        head += fh.read(min(n, MAX_HEADER_BYTES + 1))
+    table, _ = _split(head, size)
+    header = _header_of(table)
+    model, entry = _rebuild(header, {k: _Shape(v) for k, v in table.items() if k != "__metadata__"})
+    _copy_tensors(model, path, header, table)
+    return Loaded(model.to(device).eval(), header, _file_sha256(path), entry)
 
 
 def load_bytes(data: bytes, device: str = "cpu") -> Loaded:
     """Load checkpoint bytes (read from a file, or about to be written: `prune` verifies them)."""
     from safetensors.torch import load as st_load
 
-    from prunecli.models import build_model
-
     header = read_header(data)
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"corrupt tensor data: {err}") from None
+    model, entry = _rebuild(header, tensors)
+    tensors = _versioned(model, tensors)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
+    return Loaded(model.to(device).eval(), header, sha256(data), entry)
+
+
+class _Shape:
+    """A tensor's shape from the file's table: all `apply_structure` needs before the data."""
+
+    def __init__(self, info: dict):
+        try:
+            self.shape = tuple(int(d) for d in info["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("corrupt safetensors header: a tensor without a valid shape") from None
+
+
+def _rebuild(header: Header, tensors: dict):
+    """The registry model re-shaped as the header says (removed blocks, pruned sizes, tensor shapes)."""
+    from prunecli.models import build_model
+
     model, entry, _ = build_model(header.model.name, **header.model.kwargs)
     if header.removed_modules:
         from prunecli.pruning.blocks import replace_with_identity
 
         replace_with_identity(model, header.removed_modules)
     apply_structure(model, header.structure, tensors)
+    return model, entry
+
+
+def _copy_tensors(model, path: Path, header: Header, table: dict) -> None:
+    """Strict `load_state_dict`, a few mapped tensors at a time.
+
+    Same keys, shapes and dtype conversion as `load_state_dict(strict=True)`. safetensors maps
+    the whole file and every page read stays resident until the file is closed, so it is
+    reopened every `_CHUNK` bytes: the peak is the model plus one chunk, not two models.
+    Models whose modules customise loading (`_load_from_state_dict` overrides outside torch,
+    load hooks) get the plain call instead, at the memory cost of a full tensor dict.
+    """
+    from safetensors import safe_open
+
+    own = model.state_dict(keep_vars=True)
+    keys = sorted((k for k in table if k != "__metadata__"), key=lambda k: table[k]["data_offsets"][0])
     try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
-    return Loaded(model.to(device).eval(), header, sha256(data), entry)
+        if set(keys) != set(own) or _custom_loading(model):
+            with safe_open(str(path), framework="pt") as f:
+                tensors = _versioned(model, {k: f.get_tensor(k) for k in keys})
+            try:
+                model.load_state_dict(tensors, strict=True)
+            except RuntimeError as err:
+                raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
+            return
+        for chunk in _chunks(keys, table):
+            with safe_open(str(path), framework="pt") as f:
+                for key in chunk:
+                    _copy_one(own[key], f.get_tensor(key), key, header)
+    except CheckpointError:
+        raise
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"corrupt tensor data: {err}") from None
+
+
+_CHUNK = 64 << 20
+
+
+def _chunks(keys: list[str], table: dict):
+    """Runs of consecutive tensors of at most `_CHUNK` bytes (a larger tensor alone)."""
+    run: list[str] = []
+    size = 0
+    for key in keys:
+        start, end = table[key]["data_offsets"]
+        if run and size + (end - start) > _CHUNK:
+            yield run
+            run, size = [], 0
+        run.append(key)
+        size += end - start
+    if run:
+        yield run
+
+
+def _copy_one(target, tensor, key: str, header: Header) -> None:
+    import torch
+
+    if tensor.shape != target.shape:
+        raise CheckpointError(f"weights do not match model {header.model.name!r}: {key} has shape "
+                              f"{tuple(tensor.shape)}, the model {tuple(target.shape)}")
+    with torch.no_grad():
+        target.copy_(tensor)
+
+
+def _versioned(model, tensors: dict):
+    """`tensors` with the built model's per-module versions (`state_dict()._metadata`).
+
+    torch saves them beside a state dict; safetensors keeps only tensors. A module whose
+    `_load_from_state_dict` reads its version (torchvision's MNASNet refuses `None`) gets the
+    version of the class that wrote the file, which is the class building it now: prunecli
+    writes checkpoints from this model's own `state_dict()`.
+    """
+    from collections import OrderedDict
+
+    out = OrderedDict(tensors)
+    out._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return out
+
+
+def _custom_loading(model) -> bool:
+    """A module that overrides `_load_from_state_dict` outside torch itself (e.g. a version upgrade hook)."""
+    import torch.nn as nn
+
+    base = nn.Module._load_from_state_dict
+    for m in model.modules():
+        fn = type(m)._load_from_state_dict
+        if fn is not base and not fn.__module__.startswith("torch.") or m._load_state_dict_pre_hooks:
+            return True
+    return False
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def apply_structure(model, structure: dict[str, dict[str, Any]], tensors: dict) -> None:

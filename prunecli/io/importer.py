@@ -30,13 +30,33 @@ def read_state_dict(path: str) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot read {p} as a weights-only state dict: {str(err).splitlines()[0][:200]}") from None
+        first = str(err).splitlines()[0].split(". This is an internal")[0]  # torch's zip reader adds advice
+        raise UserError(f"cannot read {p} as a weights-only state dict: {first[:200]}") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{p} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def infer_num_classes(model_name: str, state: dict) -> int | None:
+    """The class count the weights were trained for: the output width of the entry's classifier
+    (its protected layer, by name), said on stderr; None for other tasks or when absent."""
+    from prunecli.cli._output import err
+    from prunecli.models import get_entry
+
+    entry = get_entry(model_name)
+    if entry.task != "classification":
+        return None
+    for layer in entry.protected:
+        weight = state.get(f"{layer}.weight")
+        if weight is not None and weight.dim() >= 2:
+            n = int(weight.shape[0])
+            if n != entry.num_classes:
+                err.print(f"inferred --num-classes {n} from {layer}.weight {tuple(weight.shape)}")
+            return n
+    return None
 
 
 def _check_hub_reachable(model_name: str) -> None:
@@ -61,6 +81,9 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
     extra = {"pretrained": True} if pretrained else {}
     if pretrained:
         _check_hub_reachable(model_name)
+    state = read_state_dict(src) if src is not None else None
+    if num_classes is None and state is not None and not new_head:
+        num_classes = infer_num_classes(model_name, state)
     try:
         model, entry, kwargs = build_model(model_name, num_classes=num_classes, **extra)
     except UserError:
@@ -70,8 +93,7 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
                         "(the model hub is unreachable offline; import a local .pth instead)") from None
     kwargs.pop("pretrained", None)
     fresh_head: list[str] = []
-    if src is not None:
-        state = read_state_dict(src)
+    if state is not None:
         if new_head:
             state, fresh_head = _drop_head(model, state, entry.protected)
         try:

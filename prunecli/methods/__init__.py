@@ -51,7 +51,7 @@ def get_method(name: str, kind: str | None = None) -> Method:
         from prunecli.errors import UserError
 
         verb = "analyze" if method.kind == "analysis" else "prune"
-        raise UserError(f"method {name!r} is a {method.kind} method; use it with `prunecli {verb}`")
+        raise UserError(f"method {name!r} is {'an' if method.kind[0] in 'aeiou' else 'a'} {method.kind} method; use it with `prunecli {verb}`")
     return method
 
 

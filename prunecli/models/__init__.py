@@ -3,7 +3,8 @@
 Each family file registers its variants with `@register_model(...)`. An entry declares the
 task, an example input shape and the layers pruning must leave alone (the classifier head,
 by name, never guessed from `out_features == num_classes`). Any timm model is reachable as
-`timm:<name>` without registering it (see `timm_zoo.py`).
+`timm:<name>` without registering it (see `timm_zoo.py`), and any torchvision classifier as
+`tv:<name>` (see `torchvision_zoo.py`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def get_entry(name: str) -> ModelEntry:
         from prunecli.models.timm_zoo import timm_entry
 
         return timm_entry(name[len("timm:") :])
+    if name.startswith("tv:"):
+        from prunecli.models.torchvision_zoo import tv_entry
+
+        return tv_entry(name[len("tv:") :])
     return MODELS.get(name)
 
 

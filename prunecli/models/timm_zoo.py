@@ -231,6 +231,96 @@ def pvt_v2_tiny_test(num_classes: int = 10):
                                       mlp_ratios=(2.0, 2.0, 2.0, 2.0), num_classes=num_classes)
 
 
+# --- concat (issue 12): channel slices feeding a concatenation, pruning/timm_concat.py ---
+
+
+@register_model(
+    "rexnet_tiny_test",
+    family="timm",
+    description="tiny timm ReXNet (width 0.5, depth 0.5: sliced-shortcut concat blocks) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def rexnet_tiny_test(num_classes: int = 10):
+    from timm.models.rexnet import RexNet
+
+    return RexNet(width_mult=0.5, depth_mult=0.5, num_classes=num_classes)
+
+
+@register_model(
+    "dpn_tiny_test",
+    family="timm",
+    description="tiny timm DPN (dpn48b-style dual-path blocks: small, b=True, 1-2 blocks per stage, 4 groups) for tests",
+    protected=("classifier",),
+    tiny=True,
+)
+def dpn_tiny_test(num_classes: int = 10, b: bool = True):
+    from timm.models.dpn import DPN
+
+    return DPN(small=True, num_init_features=8, k_r=32, groups=4, b=b, k_sec=(1, 2, 2, 1), inc_sec=(4, 8, 8, 8),
+               act_layer="silu", num_classes=num_classes)
+# Tiny configurations of the families `pruning/timm_cnn.py` extends (topic cnn; tests, 32×32 inputs).
+
+
+@register_model(
+    "nf_regnet_tiny_test",
+    family="timm",
+    description="tiny timm NF-RegNet (ScaledStdConv2d with gains, grouped convs, SE; 4 stages of 1 block, 16-48) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def nf_regnet_tiny_test(num_classes: int = 10):
+    from timm.models.nfnet import NormFreeNet, _nfreg_cfg
+
+    return NormFreeNet(_nfreg_cfg(depths=(1, 1, 1, 1), channels=(16, 24, 32, 48)), num_classes=num_classes)
+
+
+@register_model(
+    "mixnet_tiny_test",
+    family="timm",
+    description="tiny timm MixNet (MixedConv2d: grouped pointwise and mixed-kernel depthwise, residuals; 8-24) for tests",
+    protected=("classifier",),
+    tiny=True,
+)
+def mixnet_tiny_test(num_classes: int = 10):
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+
+    arch = [["ds_r1_k3_s1_e1_c8"], ["ir_r2_k3_a1.1_p1.1_s2_e3_c16"], ["ir_r2_k3.5.7_p1.1_s2_e3_c24_se0.5_nsw"]]
+    return EfficientNet(block_args=decode_arch_def(arch), num_features=64, stem_size=8, num_classes=num_classes)
+
+
+@register_model(
+    "res2net_tiny_test",
+    family="timm",
+    description="tiny timm Res2Net (Bottle2neck, 4 chunks of 8-16 channels; first and repeated blocks) for tests",
+    protected=("fc",),
+    tiny=True,
+)
+def res2net_tiny_test(num_classes: int = 10):
+    from timm.models.res2net import Bottle2neck
+    from timm.models.resnet import ResNet
+
+    return ResNet(block=Bottle2neck, layers=[2, 2, 1, 1], channels=(8, 16, 16, 16), stem_width=8, base_width=64,
+                  block_args=dict(scale=4), num_classes=num_classes)
+
+
+@register_model(
+    "sknet_tiny_test",
+    family="timm",
+    description="tiny timm SKNet (SelectiveKernel with split input, 2 paths; 4 stages of 1 block, 8-16) for tests",
+    protected=("fc",),
+    tiny=True,
+)
+def sknet_tiny_test(num_classes: int = 10):
+    from timm.models.resnet import ResNet
+    from timm.models.sknet import SelectiveKernelBasic
+
+    sk = dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True)
+    return ResNet(block=SelectiveKernelBasic, layers=[1, 1, 1, 1], channels=(8, 16, 16, 16), stem_width=8,
+                  block_args=dict(sk_kwargs=sk), zero_init_last=False, num_classes=num_classes)
+
+
 # attention_width (issue 12): attentions whose inner width is tied to the embedding width
 
 

@@ -7,6 +7,13 @@ the MTP pruning report (Akhtar & Bathula 2023), on 32×32 CIFAR-100 and 224×224
 nets end in an adaptive average pool, so any input of 32×32 or more works). Pretrained weights
 enter through `prunecli import` (the module names are torchvision's, so its state dicts load as is).
 
+Any other torchvision classification model is reachable as `tv:<name>` (`tv:resnet18`,
+`tv:mobilenet_v3_small`, `tv:vit_b_16`, …; `torchvision.models.list_models(torchvision.models)`),
+built on demand like `timm:<name>`. Its protected classifier is the last Linear or Conv layer
+the model defines (every torchvision classifier ends in one; SqueezeNet's is a 1×1 conv). The
+auxiliary heads of GoogLeNet and Inception-v3 are left out (`aux_logits=False`): they only run in
+training mode, so pruning, which traces the eval graph, could not keep them consistent.
+
 The tiny variants reuse torchvision's own classes, blocks, forward and module names (so
 pruning sees the same graph patterns: Bottleneck `downsample`, the flatten before VGG's
 classifier, DenseNet's `torch.cat`) with small widths and 32×32 inputs, for fast tests.
@@ -21,7 +28,8 @@ from torchvision.models.densenet import DenseNet
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.vgg import VGG, make_layers
 
-from prunecli.models import register_model
+from prunecli.errors import UserError
+from prunecli.models import ModelEntry, register_model
 
 IMAGENET = {"input_shape": (3, 224, 224), "num_classes": 1000}
 TINY = {"input_shape": (3, 32, 32), "num_classes": 10, "tiny": True}
@@ -148,3 +156,47 @@ def tv_densenet_tiny(num_classes: int = 10):
     return DenseNet(
         growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=num_classes
     )
+
+
+_TV_INPUT = {"inception_v3": (3, 299, 299)}
+_TV_NO_AUX = ("googlenet", "inception_v3")
+
+
+def _tv_names() -> list[str]:
+    return sorted(tvm.list_models(module=tvm))
+
+
+def _tv_build(name: str, num_classes: int, **kwargs) -> nn.Module:
+    if name in _TV_NO_AUX:
+        kwargs.setdefault("aux_logits", False)
+        kwargs.setdefault("init_weights", True)
+    return tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+
+def _last_layer(model: nn.Module) -> str:
+    """The last Linear/Conv the model defines: every torchvision classifier's output layer."""
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return names[-1]
+
+
+def tv_entry(name: str) -> ModelEntry:
+    """Registry entry for `tv:<name>`, any torchvision classification model, built without weights.
+
+    Raises:
+        UserError: torchvision has no classification model of that name.
+    """
+    import difflib
+
+    names = _tv_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"unknown torchvision model {name!r}{hint}; "
+                        "`torchvision.models.list_models(torchvision.models)` lists them")
+    head = _last_layer(_tv_build(name, num_classes=10))
+
+    def build(num_classes: int = 1000, **kwargs):
+        return _tv_build(name, num_classes, **kwargs)
+
+    return ModelEntry(name=f"tv:{name}", builder=build, family="torchvision", description=f"torchvision {name}",
+                      input_shape=_TV_INPUT.get(name, (3, 224, 224)), num_classes=1000, protected=(head,))

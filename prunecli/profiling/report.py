@@ -152,7 +152,15 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
-    path = write_sidecar(src, "flops.json", doc)
+    from prunecli.errors import UserError
+
+    try:
+        path = write_sidecar(src, "flops.json", doc)
+    except UserError as refused:  # a read-only folder: the measurements are still worth printing
+        from prunecli.cli._output import warn
+
+        warn(f"{refused}; the sidecar is not updated")
+        return None
     return str(path) if path else None
 
 

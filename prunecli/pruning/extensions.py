@@ -15,7 +15,13 @@ blocks, Torch-Pruning's `out_channel_groups`; unlike `num_heads` it adds no atte
 What Torch-Pruning leaves stale after cutting (a head count, a scale, a reshape size) is fixed
 by a hook registered with `register_after_prune`:
 `hook(model, num_heads, removed)` runs once after the last group is cut (`num_heads`: the
-pruner's head counts left; `removed`: layer → output-channel indices it lost). Where a layer type still cannot be pruned safely, `fn` raises
+pruner's head counts left; `removed`: layer → output-channel indices it lost). A hook registered
+with `register_graph_fix`, `fix(model, graph, group)`, runs on the pruner's dependency graph right
+after it is built (`group` None) and again after each group is cut (`group`: the group just cut,
+its `(dep, idxs)` pairs), before the next group is formed (Torch-Pruning forms each group
+lazily, just before it is cut): e.g. to order a split's consumers as the split's pieces and give
+the split its pieces' current sizes, which Torch-Pruning's index mapping assumes and its tracing
+and pruning do not keep, or to cut a layer's extra per-channel tensor with the channels. Where a layer type still cannot be pruned safely, `fn` raises
 `Unsupported(layer_type, paths, hint)`; `collect` turns that into one `UserError` line before
 anything is pruned, unless the user's `--ignore` already covers every offending module (then
 the extension is skipped: its layers stay as they are). A refusal with `hint=None` cannot be
@@ -35,11 +41,13 @@ from prunecli.errors import UserError
 
 Extension = Callable[[nn.Module], tuple[dict, list, list]]
 
-PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks", "prunecli.pruning.timm_attention_width")
+PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks", "prunecli.pruning.timm_concat",
+                               "prunecli.pruning.timm_cnn", "prunecli.pruning.timm_attention_width")
 """Modules that call `register_extension` at import (append new ones at the end)."""
 
 _EXTENSIONS: list[Extension] = []
 _AFTER: list[Callable] = []
+_GRAPH_FIXES: list[Callable] = []
 
 
 class Unsupported(Exception):
@@ -69,6 +77,20 @@ def register_after_prune(fn: Callable) -> Callable:
     if fn not in _AFTER:
         _AFTER.append(fn)
     return fn
+
+
+def register_graph_fix(fn: Callable) -> Callable:
+    """Add `fn(model, graph, group)` to the hooks run on the dependency graph after its build and each cut."""
+    if fn not in _GRAPH_FIXES:
+        _GRAPH_FIXES.append(fn)
+    return fn
+
+
+def fix_graph(model: nn.Module, graph, group=None) -> None:
+    """Run every registered graph fix on Torch-Pruning's dependency graph (built, or `group` just cut)."""
+    extensions()
+    for fn in list(_GRAPH_FIXES):
+        fn(model, graph, group)
 
 
 def after_prune(model: nn.Module, num_heads: dict | None, removed: dict) -> None:

@@ -11,10 +11,13 @@ scans the whole group for each: building the groups of rexnet_100 ran for over t
 and would describe the wrong channels if it finished. We find the pattern on the graph (one
 build, seconds) and refuse with the layers to `--ignore`; once those convs are ignored no
 group is rooted at them, the concat is never reached, and the rest of the model prunes.
+ReXNet and DPN need no `--ignore`: `timm_concat.py` leaves exactly those convs whole, and the
+layers extensions keep whole count as ignored here; this check refuses what is left.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 import torch.nn as nn
@@ -61,9 +64,38 @@ def sliced_concats(graph) -> list[tuple[object, list[nn.Module]]]:
     return out
 
 
-def _glob(name: str) -> str:
-    """`features.15.conv_pwl.conv` → `features.*.conv_pwl.conv` (one glob for every block)."""
-    return re.sub(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)", "*", name)
+def _candidates(name: str) -> list[tuple[str, bool]]:
+    """(glob, over a Sequential index?) generalising `name` over its block: one component that
+    holds a digit, or every purely numeric one, becomes `*`."""
+    parts = name.split(".")
+    out = [(".".join(parts[:i] + ["*"] + parts[i + 1:]), parts[i].isdigit()) for i in range(len(parts) - 1)
+           if any(ch.isdigit() for ch in parts[i])]
+    out.append((re.sub(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)", "*", name), True))
+    return out
+
+
+def _globs(model: nn.Module, offending: list[str]) -> list[str]:
+    """Few `--ignore` globs covering `offending`: `features.conv2_1.c1x1_c1` … → `features.*.c1x1_c1`.
+
+    A glob over a Sequential index (`features.*.conv_pwl.conv`) may also match the same layer of
+    a block that needs no help: leaving it unpruned is safe, it only prunes less. A glob over a
+    named component must match nothing else: `features.conv2_1.*.conv` would also catch DPN's
+    reduction convs.
+    """
+    names = [n for n, _ in model.named_modules() if n]
+    wanted, out = set(offending), []
+    todo = list(offending)
+    while todo:
+        best, best_hits, best_extra = todo[0], {todo[0]}, 0
+        for glob, numeric in _candidates(todo[0]):
+            hits = {n for n in names if fnmatch.fnmatchcase(n, glob)}
+            covered, extra = len(hits & wanted), len(hits - wanted)
+            allowed = extra == 0 or (numeric and extra < covered)
+            if allowed and (covered, -extra) > (len(best_hits & wanted), -best_extra):
+                best, best_hits, best_extra = glob, hits, extra
+        out.append(best)
+        todo = [n for n in todo if n not in best_hits]
+    return sorted(out)
 
 
 def refuse_sliced_concats(model: nn.Module, graph, ignored: list[nn.Module]) -> None:
@@ -74,11 +106,11 @@ def refuse_sliced_concats(model: nn.Module, graph, ignored: list[nn.Module]) -> 
                                    if id(m) not in skip and m in names))
     if not offending:
         return
-    globs = sorted({_glob(names[m]) for m in offending})
+    globs = _globs(model, [names[m] for m in offending])
     kind = type(offending[0]).__name__
     raise UserError(
         f"Torch-Pruning cannot follow channel slices that feed a concatenation "
-        f"(`torch.cat([x[:, :c] + shortcut, x[:, c:]])`, as ReXNet's blocks) at {kind} {names[offending[0]]} "
+        f"(e.g. `torch.cat([x[:, :c] + shortcut, x[:, c:]])`) at {kind} {names[offending[0]]} "
         f"and {len(offending) - 1} more: its concat offsets come out wrong and its group search takes minutes; "
         f"try {' '.join(f'--ignore {g!r}' for g in globs)}"
     )

@@ -10,6 +10,7 @@ kept in sync after pruning.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import re
@@ -109,7 +110,7 @@ def _attention_heads(model: nn.Module) -> dict:
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
     """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
     ignored = protected_modules(model, protected, plan.ignore)
-    from prunecli.pruning.extensions import after_prune, collect
+    from prunecli.pruning.extensions import after_prune, collect, fix_graph
     from prunecli.pruning.timm_attention import attention_extension
 
     customized, unwrapped, extra_ignored, extension_heads, groups = collect(model, ignored)  # timm blocks TP needs help with
@@ -118,7 +119,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
     customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
     recorder = _Recorder(importance)
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, graph_errors():
         warnings.simplefilter("always")
         heads = {**_attention_heads(model), **extension_heads}
         pruner = tp.pruner.BasePruner(
@@ -132,6 +133,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
         )
     _report(caught)
+    fix_graph(model, pruner.DG)  # before any group is formed
     names = {m: n for n, m in model.named_modules()}
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
@@ -146,6 +148,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                     if root in recorder.scores:
                         scores[mod] = recorder.scores[root]
                 group.prune()
+                fix_graph(model, pruner.DG, group)  # the next group is formed from the graph as it is now
         except UserError:
             raise
         except Exception as error:  # inside Torch-Pruning: one line naming the group, never a traceback
@@ -224,6 +227,14 @@ def _sync_attention(model: nn.Module, num_heads: dict) -> None:
     sync_model_widths(model)
 
 
+def _left_alone(model: nn.Module, protected: tuple[str, ...], patterns: list[str]) -> list[nn.Module]:
+    """The head, `--ignore` and the layers the architecture extensions keep whole (e.g. ReXNet's trunk)."""
+    from prunecli.pruning.extensions import collect
+
+    ignored = protected_modules(model, protected, patterns)
+    return ignored + collect(model, ignored)[2]
+
+
 def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tuple[str, ...],
           on_trial=None) -> tuple[nn.Module, Outcome]:
     """Prune `model` at `plan.ratio` (in place), or a copy at the ratio meeting `plan.target_macs`.
@@ -234,7 +245,7 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     """
     before = count(model, input_shape)
     with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
-        refuse_sliced_concats(model, _graph(model, input_shape), protected_modules(model, protected, plan.ignore))
+        refuse_sliced_concats(model, _graph(model, input_shape), _left_alone(model, protected, plan.ignore))
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
@@ -305,8 +316,23 @@ class ChannelGroup:
     channels: int
 
 
+@contextlib.contextmanager
+def graph_errors():
+    """Torch-Pruning failing to build a dependency graph (a reshape or shuffle its index mapping
+    cannot follow, e.g. ShuffleNet's channel shuffle) is a refusal of the architecture: one line,
+    never a traceback (`--debug` shows it). Errors inside a module's forward keep their own line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        first = str(error).splitlines()[0][:160] if str(error) else ""
+        raise UserError(f"Torch-Pruning cannot build the dependency graph of this model ({type(error).__name__}: "
+                        f"{first}); structured pruning does not support this architecture; nothing written") from error
+
+
 def _graph(model, input_shape):
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, graph_errors():
         warnings.simplefilter("always")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(input_shape))
     _report(caught)
@@ -324,7 +350,7 @@ def channel_groups(model: nn.Module, input_shape, protected: tuple[str, ...], ig
     graph = _graph(model, input_shape)
     names = {m: n for n, m in model.named_modules()}
     order = _execution_order(model, input_shape)
-    ignored = protected_modules(model, protected, list(ignore))
+    ignored = _left_alone(model, protected, list(ignore))
     refuse_sliced_concats(model, graph, ignored)
     out = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]):

@@ -60,11 +60,11 @@ def test_draw_is_seeded_random_and_covers_more_classes_than_the_first_images(sor
 
 
 def test_draw_opens_only_the_images_it_uses(sorted_folder, monkeypatch):
-    import torchvision.datasets.folder as folder
+    import prunecli.data.imagefolder as folder  # images are decoded by prunecli.data.images.open_rgb
 
     opened = []
-    real = folder.pil_loader
-    monkeypatch.setattr(folder, "pil_loader", lambda path: opened.append(path) or real(path))
+    real = folder.open_rgb
+    monkeypatch.setattr(folder, "open_rgb", lambda path: opened.append(path) or real(path))
     calibration = draw(build_data(sorted_folder), 5, seed=3, batch_size=2)
     assert opened == []  # drawing reads the file list, not the images
     list(calibration.batches)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +29,8 @@ CASES = {
     "unknown method": (["prune", "{ckpt}", "--method", "l3", "--ratio", "0.5", "-o", "{tmp}/o.safetensors"],
                        "unknown method"),
     "analysis method in prune": (["prune", "{ckpt}", "--method", "sensitivity", "--ratio", "0.5",
-                                  "-o", "{tmp}/o.safetensors"], "analysis method"),
-    "unknown data": (["evaluate", "{ckpt}", "--data", "mnist"], "unknown data"),
+                                  "-o", "{tmp}/o.safetensors"], "is an analysis method"),
+    "unknown data": (["evaluate", "{ckpt}", "--data", "mnist"], "unknown data 'mnist'; `prunecli ls data` lists"),
     "ratio out of range": (["prune", "{ckpt}", "--ratio", "1.5", "-o", "{tmp}/o.safetensors"], "--ratio"),
     "macs above model": (["prune", "{ckpt}", "--target-macs", "5G", "-o", "{tmp}/o.safetensors"],
                          "not below the model"),
@@ -42,6 +46,163 @@ CASES = {
                    "matches no layer"),
 }
 
+OUT = ["-o", "{tmp}/o.safetensors"]
+TRAIN = ["train", "--model", "resnet_tiny", "--epochs", "1", "-b", "64", "--device", "cpu", *OUT]
+EVAL = ["evaluate", "{ckpt}", "-b", "64", "--device", "cpu"]
+FT = ["finetune", "{ckpt}", "--epochs", "1", "-b", "64", "--device", "cpu", *OUT]
+MRI = ["train", "--model", "deq-edsr-tiny", "--epochs", "1", "-b", "2", "--device", "cpu", *OUT]
+CASES |= {  # data families: each one's typical breakage, through the commands that read it
+    # imagefolder (4 classes like the tiny checkpoint)
+    "imagefolder: train, not an image": ([*TRAIN, "--data", "imagefolder:{d[imf_bad_train]}?size=16"],
+                                         "cannot read image"),
+    "imagefolder: evaluate, truncated": ([*EVAL, "--data", "imagefolder:{d[imf_trunc_val]}?size=32"], "1.png"),
+    "imagefolder: finetune, not an image": ([*FT, "--data", "imagefolder:{d[imf_bad_train]}?size=32"],
+                                            "cannot read image"),
+    "imagefolder: analyze, truncated": (["analyze", "{ckpt}", "--method", "sensitivity", "--ratios", "0.5",
+                                         "--data", "imagefolder:{d[imf_trunc_val]}?size=32", "-b", "64"],
+                                        "cannot read image"),
+    "imagefolder: prune calibration": (["prune", "{ckpt}", "--method", "taylor", "--ratio", "0.3", "-b", "64",
+                                        "--data", "imagefolder:{d[imf_bad_train]}?size=32", *OUT], "cannot read image"),
+    "imagefolder: profile --data": (["profile", "{ckpt}", "--data", "imagefolder:{d[imf_trunc_val]}?size=32",
+                                     "--batch-sizes", "8", "--runs", "1", "--warmup", "0"], "cannot read image"),
+    "imagefolder: skipping every image": ([*EVAL, "--skip-bad-images",
+                                           "--data", "imagefolder:{d[imf_all_bad_val]}?size=32"],
+                                          "none of the images"),
+    "imagefolder: classes differ": ([*EVAL, "--data", "imagefolder:{d[imf_mismatch]}"], "classes differ"),
+    "imagefolder: no classes": ([*TRAIN, "--data", "imagefolder:{d[imf_noclasses]}"], "no class sub-folders"),
+    "imagefolder: no val": ([*TRAIN, "--data", "imagefolder:{d[imf_noval]}"], "missing folder"),
+    "imagefolder: bad size": ([*EVAL, "--data", "imagefolder:{d[imf_2cls]}?size=big"], "size must be"),
+    "imagefolder: bad option": ([*EVAL, "--data", "imagefolder:{d[imf_2cls]}?crop=1"], "bad imagefolder option"),
+    "imagefolder: no folder": ([*EVAL, "--data", "imagefolder:{tmp}/nowhere"], "folder not found"),
+    "imagefolder: no spec": ([*EVAL, "--data", "imagefolder"], "needs a folder"),
+    "imagefolder: class count": ([*EVAL, "--data", "imagefolder:{d[imf_2cls]}?size=32"], "2 classes"),
+    # HAM10000
+    "ham10000: missing column": ([*TRAIN, "--data", "ham10000:{d[ham_nocol]}"], "lacks column(s) dx"),
+    "ham10000: missing images": ([*TRAIN, "--data", "ham10000:{d[ham_noimages]}"], "are missing"),
+    "ham10000: unknown dx": ([*TRAIN, "--data", "ham10000:{d[ham_baddx]}"], "unknown diagnosis"),
+    "ham10000: corrupt image": ([*TRAIN, "--data", "ham10000:{d[ham_bad_image]}?size=16"], "ISIC_000.jpg"),
+    "ham10000: csv not utf-8": ([*TRAIN, "--data", "ham10000:{d[ham_notutf8]}"], "cannot read"),
+    "ham10000: bad test fraction": ([*TRAIN, "--data", "ham10000:{d[ham_bad_image]}?test=2"], "test"),
+    "ham10000: no csv": ([*TRAIN, "--data", "ham10000:{d[imf_2cls]}"], "HAM10000_metadata.csv"),
+    "ham10000: class count": ([*EVAL, "--data", "ham10000:{d[ham_bad_image]}?size=32"], "7 classes"),
+    # CIFAR python pickles
+    "cifar10: wrong shape": ([*TRAIN, "--data", "cifar10:{d[c10_shape]}"], "unexpected data shape"),
+    "cifar10: strings": ([*TRAIN, "--data", "cifar10:{d[c10_strings]}"], "c10_strings"),
+    "cifar10: labels out of range": ([*TRAIN, "--data", "cifar10:{d[c10_labels]}"], "labels outside"),
+    "cifar10: no data entry": ([*TRAIN, "--data", "cifar10:{d[c10_nodata]}"], "lacks the"),
+    "cifar10: not a dict": ([*TRAIN, "--data", "cifar10:{d[c10_list]}"], "does not hold a dict"),
+    "cifar10: missing batches": ([*TRAIN, "--data", "cifar10:{d[c10_missing]}"], "data_batch_2"),
+    "cifar10: not a pickle": ([*TRAIN, "--data", "cifar10:{d[c10_garbage]}"], "cannot read CIFAR file"),
+    "cifar10: empty folder": ([*TRAIN, "--data", "cifar10:{d[c10_empty]}"], "no CIFAR batch files"),
+    "cifar10: bad aug": ([*TRAIN, "--data", "cifar10:{d[c10_shape]}?aug=flip"], "bad cifar10 option"),
+    "cifar10: no spec": ([*TRAIN, "--data", "cifar10"], "needs a folder"),
+    "cifar100: wrong shape": ([*TRAIN, "--data", "cifar100:{d[c100_shape]}"], "unexpected data shape"),
+    "cifar100: a file": ([*TRAIN, "--data", "cifar100:{d[a_file]}"], "folder not found"),
+    "cifar100: class count": ([*EVAL, "--data", "cifar100:{d[c100_shape]}"], "100 classes"),
+    # fastMRI HDF5
+    "fastmri: truncated": ([*MRI, "--data", "fastmri:{d[fm_trunc]}"], "a.h5"),
+    "fastmri: not hdf5": ([*MRI, "--data", "fastmri:{d[fm_garbage]}"], "a.h5"),
+    "fastmri: no kspace": ([*MRI, "--data", "fastmri:{d[fm_nokspace]}"], "no `kspace`"),
+    "fastmri: single-coil": ([*MRI, "--data", "fastmri:{d[fm_singlecoil]}"], "single-coil"),
+    "fastmri: coil counts": ([*MRI, "--data", "fastmri:{d[fm_coils]}"], "coil counts"),
+    "fastmri: sizes": ([*MRI, "--data", "fastmri:{d[fm_sizes]}"], "different sizes"),
+    "fastmri: corrupt chunk": ([*MRI, "--data", "fastmri:{d[fm_chunk]}"], ".h5"),
+    "fastmri: string kspace": ([*MRI, "--data", "fastmri:{d[fm_strings]}"], "must be complex"),
+    "fastmri: no files": ([*MRI, "--data", "fastmri:{d[fm_empty]}"], "no .h5 files"),
+    "fastmri: one file": ([*MRI, "--data", "fastmri:{d[fm_one]}"], "holds one file"),
+    "fastmri: size too big": ([*MRI, "--data", "fastmri:{d[fm_one]}?size=64"], "exceeds"),
+    "fastmri: bad mask": ([*MRI, "--data", "fastmri:{d[fm_one]}?mask=zigzag"], "mask must be one of"),
+    "fastmri: accel 0": ([*MRI, "--data", "fastmri:{d[fm_one]}?accel=0"], "accel must be"),
+    "fastmri: classification ckpt": ([*EVAL, "--data", "fastmri:{d[fm_sizes]}?size=16"], "reconstruction"),
+    # phantom, digits, synthetic
+    "phantom: size 4": ([*MRI, "--data", "phantom:size=4"], "at least 8"),
+    "phantom: bad mask": ([*MRI, "--data", "phantom:mask=star"], "mask must be one of"),
+    "phantom: center": ([*MRI, "--data", "phantom:center=2"], "center must be"),
+    "phantom: unknown option": ([*MRI, "--data", "phantom:colour=3"], "bad phantom option"),
+    "phantom: classification ckpt": ([*EVAL, "--data", "phantom:n=2,val=2,size=16"], "reconstruction"),
+    "phantom: classifier model": ([*TRAIN, "--data", "phantom:n=2,val=2,size=16"], "does classification"),
+    "digits: argument": ([*TRAIN, "--data", "digits:big"], "takes no argument"),
+    "digits: bad aug": ([*TRAIN, "--data", "digits?aug=flip"], "bad digits option"),
+    "digits: class count": ([*EVAL, "--data", "digits"], "10 classes"),
+    "synthetic: not a number": ([*TRAIN, "--data", "synthetic:n=many"], "must be an integer"),
+    "synthetic: zero": ([*TRAIN, "--data", "synthetic:n=0"], "must be positive"),
+    "synthetic: unknown key": ([*TRAIN, "--data", "synthetic:images=5"], "bad synthetic option"),
+}
+CASES |= {  # -o: a folder, the input, inside a file; and checkpoints that are folders
+    "train -o folder": ([*TRAIN[:-2], "--data", SYNTH, "-o", "{tmp}"], "is a folder"),
+    "prune -o folder": (["prune", "{ckpt}", "--ratio", "0.5", "-o", "{tmp}"], "is a folder"),
+    "finetune -o folder": ([*FT[:-2], "--data", SYNTH, "-o", "{tmp}"], "is a folder"),
+    "import -o folder": (["import", "{ckpt}", "--model", "resnet_tiny", "-o", "{tmp}"], "is a folder"),
+    "analyze -o folder": (["analyze", "{ckpt}", "-o", "{tmp}"], "is a folder"),
+    "analyze --plot folder": (["analyze", "{ckpt}", "--method", "similarity", "--data", SYNTH, "--plot", "{tmp}"],
+                              "is a folder"),
+    "prune -o input": (["prune", "{ckpt}", "--ratio", "0.5", "-o", "{ckpt}"], "is the input"),
+    "finetune -o input": ([*FT[:-2], "--data", SYNTH, "-o", "{ckpt}"], "is the input"),
+    "finetune -o teacher": ([*FT[:-2], "--data", SYNTH, "--teacher", "{d[copy]}", "-o", "{d[copy]}"],
+                            "is the input"),
+    "train --init -o input": (["train", "--init", "{ckpt}", "--data", SYNTH, "-o", "{ckpt}"], "is the input"),
+    "analyze -o input": (["analyze", "{ckpt}", "-o", "{ckpt}"], "is the input"),
+    "import -o input": (["import", "{d[copy]}", "--model", "resnet_tiny", "-o", "{d[copy]}"], "is the input"),
+    "prune -o inside a file": (["prune", "{ckpt}", "--ratio", "0.5", "-o", "{d[a_file]}/o.safetensors"],
+                               "not a folder"),
+    "evaluate a folder": (["evaluate", "{tmp}", "--data", SYNTH], "is a folder, not a checkpoint"),
+    "info a folder": (["info", "{tmp}"], "is a folder"),
+}
+CASES |= {  # every other subcommand's own validation
+    "profile batch sizes": (["profile", "{ckpt}", "--batch-sizes", "1,x"], "--batch-sizes"),
+    "profile runs 0": (["profile", "{ckpt}", "--runs", "0"], "--runs"),
+    "profile missing compare": (["profile", "{ckpt}", "--compare", "{tmp}/nope.safetensors"], "checkpoint not found"),
+    "profile truncated compare": (["profile", "{ckpt}", "--compare", "{tmp}/truncated.safetensors"],
+                                  "truncated.safetensors: truncated"),
+    "profile bad tol": (["profile", "{ckpt}", "--tol", "-1"], "--tol"),
+    "profile class mismatch": (["profile", "{ckpt}", "--data", "digits", "--batch-sizes", "1"], "10 classes"),
+    "doctor unknown model": (["doctor", "resnet21"], "unknown model"),
+    "doctor missing checkpoint": (["doctor", "{tmp}/nope.safetensors"], "not found"),
+    "doctor corrupt checkpoint": (["doctor", "{tmp}/garbage.safetensors"], "not a safetensors file"),
+    "import no weights": (["import", "--model", "resnet_tiny", *OUT], "give a weights file"),
+    "import missing weights": (["import", "{tmp}/nope.pth", "--model", "resnet_tiny", *OUT], "not found"),
+    "import not a zip": (["import", "{d[state_dict.pth]}", "--model", "resnet_tiny", *OUT],
+                        "state dict: PytorchStreamReader failed reading zip archive: not a ZIP archive"),
+    "import a pickle": (["import", "{d[pickle.pth]}", "--model", "resnet_tiny", *OUT], "cannot read"),
+    "import unknown model": (["import", "{ckpt}", "--model", "resnet21", *OUT], "unknown model"),
+    "analyze unknown method": (["analyze", "{ckpt}", "--method", "l3"], "unknown method"),
+    "analyze bad ratios": (["analyze", "{ckpt}", "--method", "sensitivity", "--data", SYNTH, "--ratios", "1.5"],
+                           "--ratios"),
+    "analyze sensitivity without data": (["analyze", "{ckpt}", "--method", "sensitivity"], "--data"),
+    "analyze bad selection": (["analyze", "{ckpt}", "--method", "similarity", "--data", SYNTH,
+                               "--selection", "best"], "--selection"),
+    "analyze missing compare": (["analyze", "{ckpt}", "--method", "cka", "--data", SYNTH,
+                                 "--compare", "{tmp}/nope.safetensors"], "not found"),
+    "finetune missing teacher": ([*FT, "--data", SYNTH, "--teacher", "{tmp}/nope.safetensors"], "not found"),
+    "finetune bad distill": ([*FT, "--data", SYNTH, "--teacher", "{ckpt}", "--distill", "medium"], "--distill"),
+    "finetune no output": (["finetune", "{ckpt}", "--data", SYNTH], "missing -o"),
+    "train bad schedule": ([*TRAIN, "--data", SYNTH, "--schedule", "sometimes"], "--schedule"),
+    "train bad milestones": ([*TRAIN, "--data", SYNTH, "--schedule", "step", "--milestones", "a,b"], "--milestones"),
+    "train bad mu-scale": ([*TRAIN, "--data", SYNTH, "--mu-scale", "layer2"], "--mu-scale"),
+    "train mu without proxsgd": ([*TRAIN, "--data", SYNTH, "--mu", "0.1"], "--mu needs"),
+    "train no model": (["train", "--data", SYNTH, *OUT], "missing --model"),
+    "evaluate bad split": ([*EVAL, "--data", SYNTH, "--split", "test2"], "unknown split"),
+    "evaluate bad crop": ([*EVAL, "--data", SYNTH, "--crop-pct", "2"], "--crop-pct"),
+    "prune fold without zero-groups": (["prune", "{ckpt}", "--ratio", "0.5", "--fold", "exact-1x1", *OUT], "--fold"),
+    "prune ratio and macs": (["prune", "{ckpt}", "--ratio", "0.5", "--target-macs", "0.5x", *OUT], "exactly one"),
+    "prune similarity needs data": (["prune", "{ckpt}", "--method", "similarity", "--threshold", "0.9", *OUT],
+                                    "--data"),
+    "prune sparsity bad": (["prune", "{ckpt}", "--method", "l1-unstructured", "--sparsity", "1.2", *OUT],
+                           "--sparsity"),
+    "prune bad timeout": (["prune", "{ckpt}", "--ratio", "0.5", "--timeout", "-1", *OUT], "--timeout"),
+}
+CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
+    "ls unknown table": (["ls", "datasets"], "No such command"),
+    "unknown command": (["shrink", "{ckpt}"], "No such command"),
+    "bad int": (["evaluate", "{ckpt}", "--batch-size", "many"], "Invalid value"),
+    "batch size 0": (["evaluate", "{ckpt}", "--batch-size", "0"], "Invalid value"),
+    "doctor negative timeout": (["doctor", "resnet_tiny", "--timeout", "-1"], "Invalid value"),
+}
+
+
+def _args(args, tmp_path, ckpt, data) -> list[str]:
+    return [a.format(tmp=tmp_path, ckpt=ckpt, d=data) for a in args]
+
 
 def _check(code: int, out: str, err: str, needle: str, tmp_path) -> None:
     assert code == 2, err
@@ -52,21 +213,42 @@ def _check(code: int, out: str, err: str, needle: str, tmp_path) -> None:
     assert out == ""
 
 
+def test_at_least_80_cases_cover_every_subcommand_and_family():
+    assert len(CASES) >= 80
+    commands = {args[0] for args, _ in CASES.values()} | {args[0] for args, _ in CLICK_CASES.values()}
+    assert commands >= {"train", "analyze", "prune", "finetune", "evaluate", "profile", "doctor", "import",
+                        "info", "ls"}
+    specs = " ".join(a for args, _ in CASES.values() for a in args)
+    for family in ("digits", "synthetic", "cifar10:", "cifar100:", "imagefolder:", "ham10000:", "fastmri:",
+                   "phantom"):
+        assert family in specs, family
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_user_error_is_one_line_exit_2(case, tmp_path, tiny_ckpt, capsys):
+def test_user_error_is_one_line_exit_2(case, tmp_path, tiny_ckpt, bad_data, capsys):
     """In-process through `main()` (the same code path as the console script, but fast)."""
     _bad_files(tmp_path, tiny_ckpt.read_bytes())
     args, needle = CASES[case]
-    code = run_main(*[a.format(tmp=tmp_path, ckpt=tiny_ckpt) for a in args])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = run_main(*_args(args, tmp_path, tiny_ckpt, bad_data))
     captured = capsys.readouterr()
     _check(code, captured.out, captured.err, needle, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no temp file left
 
 
-@pytest.mark.parametrize("case", ["truncated", "unknown model", "class mismatch"])
-def test_user_error_in_real_process(case, tmp_path, tiny_ckpt):
+@pytest.mark.parametrize("case", list(CLICK_CASES))
+def test_usage_error_is_clean(case, tmp_path, tiny_ckpt, bad_data, capsys):
+    args, needle = CLICK_CASES[case]
+    code = run_main(*_args(args, tmp_path, tiny_ckpt, bad_data))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and needle in err, err
+
+
+@pytest.mark.parametrize("case", ["truncated", "unknown model", "class mismatch", "imagefolder: evaluate, truncated"])
+def test_user_error_in_real_process(case, tmp_path, tiny_ckpt, bad_data):
     _bad_files(tmp_path, tiny_ckpt.read_bytes())
     args, needle = CASES[case]
-    res = run_proc(*[a.format(tmp=tmp_path, ckpt=tiny_ckpt) for a in args])
+    res = run_proc(*_args(args, tmp_path, tiny_ckpt, bad_data))
     _check(res.returncode, res.stdout.decode(), res.stderr.decode(), needle, tmp_path)
 
 
@@ -126,3 +308,61 @@ def test_torch_pruning_failure_is_one_line_naming_the_group(tiny_ckpt, tmp_path,
     assert "IndexError" in lines[0] and f"'{victim_name}'" in lines[0]
     assert "--ignore 'layer1.*.conv1'" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def _readonly(folder: Path):
+    """Make `folder` read-only: mode 555, or for root (whom modes do not stop) immutable; → undo."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", folder], capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i: no folder is read-only")
+    return lambda: subprocess.run(["chattr", "-i", folder], check=True)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    undo = _readonly(folder)
+    yield folder
+    undo()
+
+
+def test_profile_of_a_checkpoint_in_a_readonly_folder_still_reports(tiny_ckpt, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    shutil.copy(tiny_ckpt, folder / "base.safetensors")
+    undo = _readonly(folder)
+    try:
+        code = run_main("profile", folder / "base.safetensors", "--batch-sizes", "1", "--runs", "1", "--json")
+    finally:
+        undo()
+    captured = capsys.readouterr()
+    assert code == 0 and '"macs"' in captured.out, captured.err
+    assert "warning: cannot write in folder" in captured.err and "not updated" in captured.err
+    assert sorted(p.name for p in folder.iterdir()) == ["base.safetensors"]
+
+
+READONLY = {
+    "train": ["train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "1"],
+    "prune": ["prune", "{ckpt}", "--ratio", "0.5"],
+    "finetune": ["finetune", "{ckpt}", "--data", SYNTH, "--epochs", "1"],
+    "import": ["import", "{ckpt}", "--model", "resnet_tiny"],
+    "analyze": ["analyze", "{ckpt}"],
+}
+
+
+@pytest.mark.parametrize("command", list(READONLY))
+def test_output_in_a_readonly_folder(command, readonly_dir, tiny_ckpt, tmp_path, capsys):
+    args = [a.format(ckpt=tiny_ckpt) for a in READONLY[command]]
+    code = run_main(*args, "-o", readonly_dir / "o.safetensors")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = _error_lines(err)
+    assert "cannot write in folder" in line and str(readonly_dir) in line
+    assert list(readonly_dir.iterdir()) == []

@@ -31,3 +31,21 @@ def test_new_head_keeps_the_body_and_reinitialises_the_classifier(tmp_path, caps
     torch.save(broken, pth)
     assert run_main("import", pth, "--model", "tv_vgg_tiny", "--num-classes", "4", "--new-head", "-o", out) == 2
     assert "outside the classifier" in capsys.readouterr().err
+
+
+def test_import_infers_the_class_count_from_the_classifier(tmp_path, capsys):
+    """Issue 14 item 4: no --num-classes needed when the weights say it (and it is said)."""
+    import torch
+
+    from prunecli.io import checkpoint as ckpt
+    from prunecli.models import build_model
+    from tests.conftest import run_main
+
+    model, _, _ = build_model("resnet20", num_classes=7)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    out = tmp_path / "r.safetensors"
+    assert run_main("import", tmp_path / "w.pth", "--model", "resnet20", "-o", out) == 0
+    assert "inferred --num-classes 7 from fc.weight (7, 64)" in capsys.readouterr().err
+    loaded = ckpt.load(out)
+    assert loaded.header.num_classes == 7
+    assert torch.equal(loaded.model.fc.weight, model.fc.weight)

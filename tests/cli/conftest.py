@@ -1,0 +1,19 @@
+"""Fixtures of the CLI tests: real bad input files (tests/cli/bad_inputs.py), written once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli import bad_inputs
+
+
+@pytest.fixture(scope="session")
+def bad_data(tmp_path_factory, tiny_ckpt) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    paths = bad_inputs.build(root)
+    paths["copy"] = root / "copy.safetensors"
+    shutil.copy(tiny_ckpt, paths["copy"])
+    return paths

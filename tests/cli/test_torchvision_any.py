@@ -1,0 +1,73 @@
+"""Any torchvision classifier as `tv:NAME` (issue 12 item 5): built on demand, head protected, prunes, reloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunecli.errors import UserError
+from prunecli.models import build_model, get_entry
+from tests.conftest import reload_in_fresh_process, run_cli
+
+
+@pytest.mark.parametrize(("name", "head"), [
+    ("resnet18", "fc"), ("squeezenet1_1", "classifier.1"), ("mobilenet_v3_small", "classifier.3"),
+    ("vit_b_16", "heads.head"), ("googlenet", "fc"), ("convnext_tiny", "classifier.2"),
+])
+def test_the_classifier_is_the_layer_protected(name, head):
+    """The protected layer is the one producing the logits: its output width is the class count."""
+    entry = get_entry(f"tv:{name}")
+    assert entry.protected == (head,) and entry.family == "torchvision"
+    model, _, _ = build_model(f"tv:{name}", num_classes=7)
+    layer = dict(model.named_modules())[head]
+    assert getattr(layer, "out_features", getattr(layer, "out_channels", None)) == 7
+
+
+def test_aux_heads_are_left_out():
+    model, _, _ = build_model("tv:googlenet", num_classes=5)
+    assert model.aux1 is None and not model.aux_logits
+    assert get_entry("tv:inception_v3").input_shape == (3, 299, 299)
+
+
+def test_unknown_name_is_one_line_with_suggestions():
+    with pytest.raises(UserError, match=r"unknown torchvision model 'resnet1' \(did you mean resnet18"):
+        get_entry("tv:resnet1")
+    r = run_cli("train", "--model", "tv:resnet1", "--data", "synthetic", "--epochs", "0", "-o", "x.safetensors")
+    assert isinstance(r.exception, UserError) and "unknown torchvision model" in str(r.exception)
+
+
+def test_tv_model_prunes_and_reloads(tmp_path):
+    base, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    r = run_cli("train", "--model", "tv:mobilenet_v3_small", "--data", "synthetic:n=8,val=4,classes=4",
+                "--epochs", "0", "--device", "cpu", "-o", base)
+    assert r.exit_code == 0, r.output
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["macs_after"] < 0.8 * result["macs_before"]
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh) and here.shape == (2, 4)
+
+
+def test_a_graph_torch_pruning_cannot_build_is_one_line(tmp_path):
+    """ShuffleNet's channel shuffle (view → transpose → view) breaks Torch-Pruning 1.6's reshape
+    index mapping (ZeroDivisionError): refused in one line, nothing written, not a traceback."""
+    base, out = tmp_path / "s.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "tv:shufflenet_v2_x0_5", "--data", "synthetic:n=8,val=4,classes=4",
+                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
+    assert isinstance(r.exception, UserError), repr(r.exception)
+    assert "cannot build the dependency graph" in str(r.exception) and not out.exists()
+
+
+def test_mnasnet_reloads_its_versioned_modules(tmp_path):
+    """torchvision's MNASNet reads its state-dict version while loading; safetensors keeps none."""
+    base, out = tmp_path / "m.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "tv:mnasnet0_5", "--data", "synthetic:n=8,val=4,classes=4",
+                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
+    assert r.exit_code == 0, repr(r.exception)
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh)
