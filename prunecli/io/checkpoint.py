@@ -44,6 +44,9 @@ WHITELIST: dict[str, type] = {
     "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
     "splits": tuple,  # timm MixedConv2d's input split sizes (one per kernel size)
     "width": int,  # timm Res2Net Bottle2neck's chunk width
+    "dim": int,  # timm pvt_v2.Attention's width (tied to its input; pruning/timm_attention_width.py)
+    "attention_dim": int,  # timm metaformer.Attention's heads × head_dim
+    "channel_splits": tuple,  # timm coat.ConvRelPosEnc: channels of each depthwise-conv head group
 }
 
 

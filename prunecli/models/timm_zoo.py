@@ -319,3 +319,34 @@ def sknet_tiny_test(num_classes: int = 10):
     sk = dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True)
     return ResNet(block=SelectiveKernelBasic, layers=[1, 1, 1, 1], channels=(8, 16, 16, 16), stem_width=8,
                   block_args=dict(sk_kwargs=sk), zero_init_last=False, num_classes=num_classes)
+
+
+# attention_width (issue 12): attentions whose inner width is tied to the embedding width
+
+
+@register_model(
+    "coat_lite_tiny_test",
+    family="timm",
+    description="tiny timm CoaT-Lite (32×32, patch 4, dims 16-32, 4 heads, two crpe windows) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def coat_lite_tiny_test(num_classes: int = 10):
+    from timm.models.coat import CoaT
+
+    return CoaT(img_size=32, patch_size=4, embed_dims=(16, 16, 24, 32), serial_depths=(2, 1, 1, 1),
+                num_heads=4, mlp_ratios=(2, 2, 2, 2), crpe_window={3: 2, 5: 2}, num_classes=num_classes)
+
+
+@register_model(
+    "xcit_tiny_test",
+    family="timm",
+    description="tiny timm XCiT (32×32, patch 8, dim 32, 4 heads, 2 XCA + 1 class-attention blocks) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def xcit_tiny_test(num_classes: int = 10):
+    from timm.models.xcit import Xcit
+
+    return Xcit(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, cls_attn_layers=1,
+                num_classes=num_classes)

@@ -12,6 +12,8 @@ conv and dense layers only (biases included, BatchNorm excluded); `macs_conv_den
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass, field
 
 
@@ -43,9 +45,10 @@ def count(model, input_shape, device: str = "cpu") -> ModelCount:
 
     was_training = model.training
     model.eval()
-    macs, params, layer_macs, layer_params = tp.utils.count_ops_and_params(
-        model, example_input(input_shape, device=device), layer_wise=True
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # its warning on shared modules (CoaT) would corrupt --json
+        macs, params, layer_macs, layer_params = tp.utils.count_ops_and_params(
+            model, example_input(input_shape, device=device), layer_wise=True
+        )
     model.train(was_training)
     layers = {}
     for name, module in model.named_modules():

@@ -125,7 +125,7 @@ def _extensions(report: _Report, model, entry, ignore):
     names = {m: n for n, m in model.named_modules()}
     try:
         ignored = protected_modules(model, entry.protected, ignore)
-        customized, unwrapped, extra, heads = collect(model, ignored)
+        customized, unwrapped, extra, heads, _groups = collect(model, ignored)  # groups: pruner only
         att_custom, att_unwrapped, hidden = attention_extension(model, ignored + extra)
     except UserError as err:
         if _timed_out(err):

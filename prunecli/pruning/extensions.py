@@ -9,8 +9,11 @@ here, so `structured.prune_at` has a single hook and Torch-Pruning itself is nev
 An extension is `fn(model) -> (customized_pruners: dict, unwrapped_parameters: list,
 ignored_layers: list)`, or that tuple plus a fourth item, `num_heads: dict` (a projection →
 its head count, merged into the pruner's `num_heads` so Torch-Pruning cuts whole heads or the
-same in-head dims of every head). What Torch-Pruning leaves stale after cutting (a head count, a
-scale, a reshape size) is fixed by a hook registered with `register_after_prune`:
+same in-head dims of every head), and optionally a fifth, `channel_groups: dict` (a layer → a
+count g: every group holding its channels is cut at the same positions in each of g equal
+blocks, Torch-Pruning's `out_channel_groups`; unlike `num_heads` it adds no attention handling).
+What Torch-Pruning leaves stale after cutting (a head count, a scale, a reshape size) is fixed
+by a hook registered with `register_after_prune`:
 `hook(model, num_heads, removed)` runs once after the last group is cut (`num_heads`: the
 pruner's head counts left; `removed`: layer → output-channel indices it lost). A hook registered
 with `register_graph_fix`, `fix(model, graph, group)`, runs on the pruner's dependency graph right
@@ -39,7 +42,7 @@ from prunecli.errors import UserError
 Extension = Callable[[nn.Module], tuple[dict, list, list]]
 
 PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks", "prunecli.pruning.timm_concat",
-                               "prunecli.pruning.timm_cnn")
+                               "prunecli.pruning.timm_cnn", "prunecli.pruning.timm_attention_width")
 """Modules that call `register_extension` at import (append new ones at the end)."""
 
 _EXTENSIONS: list[Extension] = []
@@ -115,7 +118,7 @@ def _covered(model: nn.Module, paths: list[str], ignored: list[nn.Module]) -> bo
     return True
 
 
-def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, list, dict]:
+def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, list, dict, dict]:
     """Merge every extension's contribution for `model`.
 
     Args:
@@ -123,18 +126,19 @@ def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, lis
         ignored: modules the user or the entry already protects (head, `--ignore`).
 
     Returns:
-        (customized_pruners, unwrapped_parameters, ignored_layers, num_heads).
+        (customized_pruners, unwrapped_parameters, ignored_layers, num_heads, channel_groups).
 
     Raises:
         UserError: an extension refused a layer the user did not ignore.
     """
     heads: dict = {}
+    groups: dict = {}
     customized: dict = {}
     unwrapped: list = []
     extra: list = []
     for fn in extensions():
         try:
-            more_custom, more_unwrapped, more_ignored, *more_heads = fn(model)
+            more_custom, more_unwrapped, more_ignored, *more = fn(model)
         except Unsupported as refusal:
             if refusal.hint is not None and _covered(model, refusal.paths, ignored):
                 continue
@@ -142,6 +146,15 @@ def collect(model: nn.Module, ignored: list[nn.Module]) -> tuple[dict, list, lis
         customized.update(more_custom)
         unwrapped.extend(more_unwrapped)
         extra.extend(more_ignored)
-        for h in more_heads:
-            heads.update(h)
-    return customized, unwrapped, extra, heads
+        heads.update(more[0] if more else {})
+        groups.update(more[1] if len(more) > 1 else {})
+    return customized, unwrapped, extra + _leaves_holding(model, customized, ignored), heads, groups
+
+
+def _leaves_holding(model: nn.Module, customized: dict, ignored: list[nn.Module]) -> list[nn.Module]:
+    """Custom-pruned modules with an ignored layer inside: Torch-Pruning never looks inside such a
+    leaf (its pruner cuts the children), so protecting a child means protecting the leaf."""
+    inside = {id(m) for m in ignored}
+    return [m for m in model.modules()
+            if (type(m) in customized or m in customized)
+            and any(id(sub) in inside for sub in m.modules() if sub is not m)]

@@ -113,7 +113,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     from prunecli.pruning.extensions import after_prune, collect, fix_graph
     from prunecli.pruning.timm_attention import attention_extension
 
-    customized, unwrapped, extra_ignored, extension_heads = collect(model, ignored)  # timm blocks TP needs help with
+    customized, unwrapped, extra_ignored, extension_heads, groups = collect(model, ignored)  # timm blocks TP needs help with
     ignored = ignored + extra_ignored
     # Attention variants: their refusal needs the user's --ignore modules, so it is called here.
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
@@ -126,7 +126,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
             pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored + hidden,
-            round_to=plan.round_to, num_heads=heads,
+            round_to=plan.round_to, num_heads=heads, out_channel_groups=groups,
             customized_pruners=customized or None, unwrapped_parameters=unwrapped or None,
             pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
             else None,

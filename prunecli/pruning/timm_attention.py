@@ -2,7 +2,7 @@
 
 Torch-Pruning traces channels through Linear/Conv layers and element-wise ops; it cannot follow
 an attention's reshapes into heads, key/value splits or per-head bias tables. Left alone it
-cuts PVT-v2's `q`/`kv` apart from the width the forward reshapes with, leaves Swin's
+cuts an attention's inner width apart from the width the forward reshapes with, leaves Swin's
 PatchMerging LayerNorm at the old width, or (LeViT, EfficientViT) fails inside its importance
 with indices beyond a layer's width. With Torch-Pruning's public mechanisms only
 (`customized_pruners`, `unwrapped_parameters`, `ignored_layers`, `num_heads`):
@@ -14,13 +14,13 @@ with indices beyond a layer's width. With Torch-Pruning's public mechanisms only
   pruner's `num_heads` (whole heads or the same in-head dims in every head), the relative
   position bias table kept out of the graph and cut to the surviving heads after pruning, and
   `scale` re-derived from the new head dim (the reference sets `head_dim ** -0.5`).
-* **Refused** (LeViT's `Attention`/`AttentionDownsample`, EfficientViT's `LiteMLA`, CoaT's
-  `FactorAttnConvRelPosEnc`, PVT-v2's `Attention`): their forward ties inner widths to the
-  input's (`reshape(B, N, C)`, `head_dim = C // num_heads`) or splits a fused projection per
-  head at fixed key/value offsets, so neither the embedding width nor the heads can be cut
-  without rewriting their forward. We refuse before pruning, naming the `--ignore` patterns
-  that protect them; with those, Torch-Pruning cuts only the MLPs and convs around them (a group
-  holding an ignored layer's outputs is never pruned), and their bias tables stay whole.
+* **Refused** (LeViT's `Attention`/`AttentionDownsample`, EfficientViT's `LiteMLA`): their
+  forward splits a fused projection per head at fixed key/value offsets or groups qkv per head
+  through aggregation convs. (Attentions that only tie their inner width to the input's, PVT-v2,
+  CoaT, CAFormer, XCiT, are pruned with the residual stream: `timm_attention_width.py`.) We
+  refuse before pruning, naming the `--ignore` patterns that protect them; with those,
+  Torch-Pruning cuts only the MLPs and convs around them (a group holding an ignored layer's
+  outputs is never pruned), and their bias tables stay whole.
 
 `attention_extension(model, ignored=())` returns `(customized_pruners, unwrapped_parameters,
 ignored_layers)` for the pruner (or raises the refusal); `sync_after_pruning(model, num_heads,
@@ -66,14 +66,12 @@ class SwinPatchMergingPruner(tp.BasePruningFunc):
 
 def _refused_types() -> dict[type, str]:
     """timm attention classes whose reshapes tie inner widths to the input's, with why, for refusal."""
-    from timm.models import coat, efficientvit_mit, levit, pvt_v2
+    from timm.models import efficientvit_mit, levit
 
     return {
         levit.Attention: "fused qkv split per head into key/key/value dims with per-head bias tables",
         levit.AttentionDownsample: "fused kv split per head into key/value dims with per-head bias tables",
         efficientvit_mit.LiteMLA: "qkv grouped per head through depthwise aggregation convs",
-        coat.FactorAttnConvRelPosEnc: "head dim derived from the input width, per-head-split depthwise convs",
-        pvt_v2.Attention: "separate q/kv projections reshaped with the input width",
     }
 
 

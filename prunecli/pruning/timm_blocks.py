@@ -21,13 +21,13 @@ What each handles, and why Torch-Pruning alone fails on it (timm 1.0, Torch-Prun
   output is split with the fixed `expand_chs // 2`, which pruning cannot keep equal, and
   Torch-Pruning mis-maps indices across the split and the residual blocks after it. We leave
   `conv_exp` unpruned; the other convs of the stage still are.
-* Refused (one line before pruning, `--ignore` lifts it): CAFormer's `metaformer.Attention`
-  (heads × head_dim must equal its input width, which two separately rounded groups break),
-  gMLP's `SpatialGatingUnit` (Liu et al., NeurIPS 2021; halves of its channels must stay
-  equal, its Linear mixes tokens), EdgeNeXt's transposed attention
-  `CrossCovarianceAttn` (Maaz et al., ECCVW 2022), whose per-head channel split Torch-Pruning
-  does not keep; the rest of EdgeNeXt (conv encoders, split depth-wise convs) prunes. Refused
-  outright: `CrossStage3` (cs3* CSP models), for which Torch-Pruning cannot build the graph
+* Refused (one line before pruning, `--ignore` lifts it): gMLP's `SpatialGatingUnit` (Liu et
+  al., NeurIPS 2021; halves of its channels must stay equal, its Linear mixes tokens),
+  EdgeNeXt's transposed attention `CrossCovarianceAttn` (Maaz et al., ECCVW 2022): its
+  block's Res2Net-style `chunk` + add couples channel c of every chunk, which Torch-Pruning
+  mis-maps (an index error even with the attention made a leaf, see
+  `timm_attention_width.py`); with the attention ignored its stages' residual width stays and
+  the rest of EdgeNeXt (conv encoders, split depth-wise convs, MLPs) prunes. Refused outright: `CrossStage3` (cs3* CSP models), for which Torch-Pruning cannot build the graph
   (the split half that goes straight into the concat has no inferable width).
 """
 
@@ -157,23 +157,6 @@ def _globs(paths: list[str]) -> str:
             parts[last] = "*"
         patterns.append(".".join(parts))
     return " ".join(f"--ignore '{p}'" for p in dict.fromkeys(patterns))
-
-
-@register_extension
-def metaformer_attention(model: nn.Module):
-    """CAFormer's attention: refused unless `--ignore`d.
-
-    Its forward reshapes the heads back with `reshape(B, N, C)`, C the input width, so
-    `num_heads × head_dim` must stay equal to the channels; Torch-Pruning prunes the two in
-    separate groups and rounds them differently (caformer_s18: 224 channels, 10 × 22 head dims).
-    """
-    from timm.models.metaformer import Attention
-
-    paths = [n for n, m in model.named_modules() if isinstance(m, Attention)]
-    if paths:
-        raise Unsupported("metaformer.Attention (CAFormer; its heads must keep the input width)", paths,
-                          _globs(paths))
-    return {}, [], []
 
 
 @register_extension

@@ -41,13 +41,12 @@ def test_a_checkpoint_is_diagnosed_too(tmp_path):
 
 
 def test_a_refused_layer_fails_with_the_globs_that_lift_it():
-    code, report = _doctor("caformer_tiny_test")
+    code, report = _doctor("edgenext_tiny_test")  # CAFormer's attention prunes now (timm_attention_width)
     assert code == 1 and not report["ok"]
     failed = report["checks"][-1]
     assert failed["check"] == "extensions" and not failed["ok"]
-    assert "--ignore 'stages.2.blocks.*.token_mixer'" in failed["detail"]
-    code, report = _doctor("caformer_tiny_test", "--ignore", "stages.2.blocks.*.token_mixer",
-                           "--ignore", "stages.3.blocks.*.token_mixer")
+    assert "--ignore '*.xca'" in failed["detail"]
+    code, report = _doctor("edgenext_tiny_test", "--ignore", "*.xca")
     assert code == 0 and report["probe"]["macs_after"] < report["probe"]["macs_before"]
 
 
@@ -71,7 +70,7 @@ def test_a_bad_target_is_a_user_error(target):
 
 def test_a_prune_refusal_points_at_doctor(tmp_path):
     base = tmp_path / "c.safetensors"
-    assert run_cli("train", "--model", "caformer_tiny_test", "--data", "synthetic:n=8,val=4", "--epochs", "0",
+    assert run_cli("train", "--model", "edgenext_tiny_test", "--data", "synthetic:n=8,val=4", "--epochs", "0",
                    "-o", base).exit_code == 0
     r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", tmp_path / "p.safetensors")
     assert isinstance(r.exception, UserError) and "--ignore" in str(r.exception)
