@@ -11,7 +11,9 @@
   such a conv's channels and the widths on both sides of it (the residual streams it joins):
   a marker subclass whose pruner couples its input and output channels, listed in
   `ignored_layers`, so Torch-Pruning never prunes the group holding it. The layers inside those
-  streams' blocks (MLP hidden widths, attention head dims, SE widths) still prune.
+  streams' blocks (MLP hidden widths, SE widths, head dims where the forward allows) still
+  prune. FastViT's attention (SA variants) reshapes its heads back with its input width, so with
+  that width kept its head dims are kept too.
 * **Attention with a fused qkv split per head into key/key/value dims and per-head bias
   tables**: EfficientFormer's `Attention` (Li et al., NeurIPS 2022) and TinyViT's `Attention`
   (Wu et al., ECCV 2022). `qkv`'s output is viewed as (heads, key + key + value) and split at
@@ -103,3 +105,16 @@ def split_head_attention(model: nn.Module):
     biases = [m.attention_biases for m in found]
     # Declared (dim 0 = heads) so Torch-Pruning does not guess a dim; ignored, so it never cuts them.
     return {}, [(p, 0) for p in biases], [m.qkv for m in found] + biases
+
+
+@register_extension
+def fastvit_attention(model: nn.Module):
+    """FastViT's attention (SA variants) reshapes its heads back with its input width: keep its qkv.
+
+    `x.transpose(1, 2).reshape(B, N, C)`, C the input width, needs heads × head_dim == C. Every
+    FastViT stage width is kept (it feeds a channel-multiplier conv, above), so the head dims must
+    stay too; the attention's qkv is an ignored layer, its MLPs and the rest still prune.
+    """
+    from timm.models.fastvit import Attention
+
+    return {}, [], [m.qkv for m in model.modules() if isinstance(m, Attention)]
