@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunecli.io import checkpoint as ckpt
 from tests.conftest import reload_in_fresh_process, run_cli
 
 
