@@ -42,6 +42,11 @@ WHITELIST: dict[str, type] = {
     "embed_dim": int,
     "head_hidden_size": int,
     "shape": tuple,  # timm metaformer.Scale's view shape (channels, 1, 1)
+    # EfficientFormer / TinyViT attention: per-head value dims and the widths derived from them
+    "val_dim": int,
+    "val_attn_dim": int,
+    "out_dim": int,
+    "key_attn_dim": int,
 }
 
 

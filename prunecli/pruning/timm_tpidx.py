@@ -17,26 +17,28 @@
 * **Attention with a fused qkv split per head into key/key/value dims and per-head bias
   tables**: EfficientFormer's `Attention` (Li et al., NeurIPS 2022) and TinyViT's `Attention`
   (Wu et al., ECCV 2022). `qkv`'s output is viewed as (heads, key + key + value) and split at
-  fixed offsets, `proj` reads heads × value dims. Torch-Pruning couples `qkv`'s outputs to
-  `proj`'s inputs 1:1 through the reshapes (1536 vs 1024 channels in efficientformer_l1:
-  `index 1024 is out of bounds`) and pulls the (heads, offsets) bias table into the group. Their
-  forward reshapes the heads back with a stored width (`val_attn_dim`, `out_dim`), never with
-  the input's, so the embedding width is free: we keep each attention's inner widths (its `qkv`
-  is an ignored layer, so the group of `qkv` outputs and `proj` inputs is never pruned, and the
-  bias tables stay whole) and Torch-Pruning prunes the residual width through `qkv`'s inputs,
-  `proj`'s outputs and the norms, plus the MLPs and convs. Cutting whole heads (rows of q, k
-  and v, bias-table rows, `proj` columns, `num_heads` and the derived sizes) would remove more;
-  it needs a head-aware pruner for these modules and is not done here.
+  fixed offsets; `proj` reads heads × value dims. Torch-Pruning ties `qkv`'s outputs 1:1 to
+  `proj`'s inputs through the reshapes (1536 rows vs 1024 columns in efficientformer_l1:
+  `index 1024 is out of bounds`) and pulls the (heads, offsets) bias table into the group.
+  `SplitHeadQKVPruner` presents `qkv` to Torch-Pruning with the value dims as its output
+  channels, numbered as `proj` reads them (h·val_dim + j), and cuts the matching rows; with
+  `num_heads` it removes the same value dims in every head (default) or whole heads (their q, k,
+  v rows and bias-table row; `--head-ratio`), then updates `num_heads`, `val_dim` and the value
+  width (`val_attn_dim` / `out_dim`, whitelisted checkpoint attributes). Key dims are kept:
+  queries and keys are not on Torch-Pruning's path from `qkv` to `proj`, so no group scores them.
+  Their forward reshapes with these stored widths, never the input's, so the embedding width
+  prunes too (`qkv`'s inputs, `proj`'s outputs, the norms).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch.nn as nn
 import torch_pruning as tp
 
-from prunecli.pruning.extensions import register_extension
+from prunecli.pruning.extensions import register_after_prune, register_extension
 
 
 class MultiplierConvPruner(tp.pruner.function.BasePruningFunc):
@@ -98,13 +100,100 @@ def _split_head_attention_types() -> tuple[type, ...]:
     return efficientformer.Attention, tiny_vit.Attention
 
 
+def _value_width_attr(attn: nn.Module) -> str:
+    """The stored heads × value width the forward reshapes with (EfficientFormer / TinyViT)."""
+    return "val_attn_dim" if hasattr(attn, "val_attn_dim") else "out_dim"
+
+
+class SplitHeadQKVPruner(tp.pruner.function.BasePruningFunc):
+    """A fused qkv split per head into (key, key, value): its output channels are the value dims.
+
+    Torch-Pruning ties `qkv`'s outputs 1:1 to `proj`'s inputs (heads × value dims, channel
+    h·val_dim + j); seen through this pruner `qkv` has exactly those outputs, so the tie is
+    right: value dim j of head h is row h·(2·key_dim + val_dim) + 2·key_dim + j. A head that
+    loses every value dim (whole-head pruning) loses its query and key rows and its bias-table
+    row too; `num_heads`, `val_dim` and the value width are updated on the attention.
+    """
+
+    TARGET_MODULES = None
+
+    def __init__(self, owners: dict):
+        super().__init__()
+        self.owners = owners  # qkv Linear → its attention module
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        attn = self.owners[layer]
+        heads, key, val = attn.num_heads, attn.key_dim, attn.val_dim
+        cut: dict[int, set[int]] = {}
+        for i in idxs:
+            cut.setdefault(int(i) // val, set()).add(int(i) % val)
+        gone_heads = [h for h, dims in cut.items() if len(dims) == val]
+        left = {len(cut.get(h, ())) for h in range(heads) if h not in gone_heads}
+        if len(left) > 1:
+            raise RuntimeError("heads of a split-head attention must keep the same number of value dims")
+        per = 2 * key + val
+        rows = [h * per + r for h in gone_heads for r in range(per)]
+        rows += [h * per + 2 * key + j for h, dims in cut.items() if h not in gone_heads for j in dims]
+        origin = _ROWS.setdefault(layer, (list(range(layer.out_features)), []))
+        origin[1].extend(origin[0][r] for r in rows)
+        gone = set(rows)
+        origin[0][:] = [o for r, o in enumerate(origin[0]) if r not in gone]
+        tp.prune_linear_out_channels(layer, sorted(rows))
+        keep = [h for h in range(heads) if h not in gone_heads]
+        if gone_heads:
+            bias = attn.attention_biases
+            attn.attention_biases = nn.Parameter(bias.data[keep].clone(), requires_grad=bias.requires_grad)
+        attn.num_heads = len(keep)
+        attn.val_dim = val - (left.pop() if left else 0)
+        setattr(attn, _value_width_attr(attn), attn.num_heads * attn.val_dim)
+        if hasattr(attn, "key_attn_dim"):
+            attn.key_attn_dim = attn.num_heads * key
+        attn.attention_bias_cache = {}  # cached (heads, N, N) biases from a forward before pruning
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        return tp.prune_linear_in_channels(layer, idxs)
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        attn = self.owners[layer]
+        return attn.num_heads * attn.val_dim
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return layer.in_features
+
+
+_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""qkv → (original index of each row left, original rows removed): Torch-Pruning records the
+value-channel indices it asked for; `_record_rows` replaces them with the rows really cut."""
+
+
+@register_after_prune
+def _record_rows(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """The masks sidecar lists a split-head qkv's removed rows, not its value-channel indices."""
+    for layer in list(removed):
+        if layer in _ROWS:
+            removed[layer] = sorted(_ROWS.pop(layer)[1])
+
+
+class SplitHeadQKV(nn.Linear):
+    """Marker: the fused key/key/value projection of an EfficientFormer / TinyViT attention."""
+
+
 @register_extension
 def split_head_attention(model: nn.Module):
-    """EfficientFormer / TinyViT attention: keep its inner widths, prune the embedding around it."""
+    """EfficientFormer / TinyViT attention: value dims (or whole heads) and the embedding prune."""
     found = [m for m in model.modules() if isinstance(m, _split_head_attention_types())]
+    if not found:
+        return {}, [], []
+    owners = {}
+    for attn in found:
+        if type(attn.qkv) is nn.Linear:
+            attn.qkv.__class__ = SplitHeadQKV
+        owners[attn.qkv] = attn
     biases = [m.attention_biases for m in found]
-    # Declared (dim 0 = heads) so Torch-Pruning does not guess a dim; ignored, so it never cuts them.
-    return {}, [(p, 0) for p in biases], [m.qkv for m in found] + biases
+    # Bias tables: declared (dim 0 = heads) and ignored; the qkv pruner cuts a removed head's row.
+    return ({SplitHeadQKV: SplitHeadQKVPruner(owners)}, [(p, 0) for p in biases], biases,
+            {attn.qkv: attn.num_heads for attn in found})
 
 
 @register_extension

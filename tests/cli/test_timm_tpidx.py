@@ -78,17 +78,24 @@ def test_fastvit_keeps_multiplier_convs_and_attention_width():
     assert model.stages[0].blocks[0].mlp.fc1.out_channels < 32
 
 
-def test_tiny_vit_attention_keeps_inner_widths_embedding_shrinks():
-    _, model, _ = _pruned("tiny_vit_tiny_test")
+def test_tiny_vit_attention_prunes_value_dims_and_embedding():
+    """Heads and key dims stay; every head loses the same value dims; the bias tables keep their heads."""
+    _, model, outcome = _pruned("tiny_vit_tiny_test")
     for stage, dim, heads in zip(model.stages[1:], (16, 24, 32), (2, 3, 4)):
-        attn = stage.blocks[0].attn
+        attn = stage.blocks[0].attn  # head dim dim // heads: as many key as value dims (attn_ratio 1)
+        assert attn.num_heads == heads and attn.key_dim == dim // heads and attn.val_dim < attn.key_dim
         assert attn.qkv.out_features == heads * (attn.val_dim + 2 * attn.key_dim)
-        assert attn.proj.in_features == attn.out_dim and attn.attention_biases.shape[0] == heads
+        assert attn.proj.in_features == attn.out_dim == heads * attn.val_dim
+        assert attn.attention_biases.shape[0] == heads
         assert attn.qkv.in_features == attn.proj.out_features == attn.norm.normalized_shape[0] < dim
+    val_dim = model.stages[1].blocks[0].attn.val_dim
+    rows = {r["name"]: r for r in outcome.layers}["stages.1.blocks.0.attn.qkv"]
+    assert rows["channels_before"] == 2 * 24 and len(rows["removed"]) == 2 * (8 - val_dim)
+    assert all(r % 24 >= 16 for r in rows["removed"])  # value rows only (each head: 8 q, 8 k, 8 v)
 
 
 class _AttnNet(nn.Module):
-    """Embedding → EfficientFormer attention → classifier, over 4 tokens of 6 features."""
+    """Embedding → residual EfficientFormer attention → classifier, over 4 tokens of 6 features."""
 
     def __init__(self):
         super().__init__()
@@ -99,35 +106,72 @@ class _AttnNet(nn.Module):
         self.out = nn.Linear(16, 5)
 
     def forward(self, x):
-        return self.out(self.attn(self.inp(x))).mean(1)
+        x = self.inp(x)
+        return self.out(x + self.attn(x)).mean(1)
 
 
-def test_efficientformer_attention_embedding_cut_is_exact():
-    """Zero 4 embedding channels everywhere they are read or written, prune 30 %: exactly those go.
-
-    A mis-mapping (qkv outputs tied 1:1 to proj inputs, or the bias table pulled into the
-    group, as Torch-Pruning did before) cuts other indices or fails; the output must not change.
-    """
-    from prunecli.methods import get_method
-    from prunecli.pruning.structured import PrunePlan, prune
-
+def _attn_net():
     torch.manual_seed(0)
     net = _AttnNet().eval()
     with torch.no_grad():
         net.attn.attention_biases.normal_()
-        gone = [1, 6, 9, 14]
-        net.inp.weight[gone] = 0
-        net.inp.bias[gone] = 0
+    return net
+
+
+def test_efficientformer_attention_cut_is_exact():
+    """Zero 4 embedding channels and value dims 2, 5 of both heads; prune 25 %: exactly those go.
+
+    A mis-mapping (qkv rows tied 1:1 to proj inputs, or the bias table pulled into the group,
+    as Torch-Pruning did before) cuts other rows or fails; the output must not change.
+    """
+    from prunecli.methods import get_method
+    from prunecli.pruning.structured import PrunePlan, prune
+
+    net, gone, dims = _attn_net(), [1, 6, 9, 14], [2, 5]
+    with torch.no_grad():
+        for m in (net.inp, net.attn.proj):
+            m.weight[gone] = 0
+            m.bias[gone] = 0
         net.attn.qkv.weight[:, gone] = 0
-        net.attn.proj.weight[gone] = 0
-        net.attn.proj.bias[gone] = 0
         net.out.weight[:, gone] = 0
+        values = [h * 8 + j for h in range(2) for j in dims]
+        rows = [h * 16 + 8 + j for h in range(2) for j in dims]  # per head: 4 q, 4 k, 8 v rows
+        net.attn.qkv.weight[rows] = 0
+        net.attn.qkv.bias[rows] = 0
+        net.attn.proj.weight[:, values] = 0
     x = torch.randn(3, 4, 6)
     with torch.no_grad():
         expected = net(x)
     pruned, outcome = prune(net, (4, 6), get_method("l1", kind="structured").importance, PrunePlan(ratio=0.25), ("out",))
     removed = {r["name"]: r["removed"] for r in outcome.layers}
-    assert removed["inp"] == gone and removed["attn.proj"] == gone and "attn.qkv" not in removed
-    assert pruned.attn.qkv.out_features == 2 * (8 + 2 * 4) and pruned.attn.proj.in_features == 16
+    assert removed["inp"] == gone and removed["attn.proj"] == gone and removed["attn.qkv"] == rows
+    attn = pruned.attn
+    assert (attn.num_heads, attn.key_dim, attn.val_dim, attn.val_attn_dim) == (2, 4, 6, 12)
+    assert attn.qkv.out_features == 2 * (4 + 4 + 6) and attn.proj.in_features == 12
     with torch.no_grad():
         assert torch.allclose(pruned(x), expected, atol=1e-6)
+
+
+def test_split_head_pruner_removes_a_whole_head_with_its_bias_row():
+    """All value dims of head 1 cut: its q, k, v rows and bias row go, num_heads drops (exact when
+    the head's proj columns were zero)."""
+    import torch_pruning as tp
+
+    from prunecli.pruning.extensions import collect
+
+    net = _attn_net()
+    with torch.no_grad():
+        net.attn.proj.weight[:, 8:] = 0
+    x = torch.randn(3, 4, 6)
+    with torch.no_grad():
+        expected = net(x)
+    custom, unwrapped, ignored, heads = collect(net, [])
+    graph = tp.DependencyGraph().build_dependency(net, example_inputs=torch.randn(1, 4, 6), customized_pruners=custom,
+                                                  unwrapped_parameters=unwrapped, ignored_params=ignored)
+    bias_head0 = net.attn.attention_biases[0].clone()
+    graph.get_pruning_group(net.attn.proj, tp.prune_linear_in_channels, list(range(8, 16))).prune()
+    attn = net.attn
+    assert (attn.num_heads, attn.val_dim, attn.val_attn_dim, attn.key_attn_dim) == (1, 8, 8, 4)
+    assert attn.qkv.out_features == 16 and torch.equal(attn.attention_biases[0], bias_head0)
+    with torch.no_grad():
+        assert torch.allclose(net(x), expected, atol=1e-6)
