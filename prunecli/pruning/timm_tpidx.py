@@ -196,6 +196,15 @@ def split_head_attention(model: nn.Module):
             {attn.qkv: attn.num_heads for attn in found})
 
 
+@register_after_prune
+def _unmark(model: nn.Module, num_heads: dict, removed: dict) -> None:
+    """Give the marked layers their own class back once pruned: MAC counters (Torch-Pruning's
+    `count_ops_and_params`) look layers up by exact type and would skip a marker subclass."""
+    for m in model.modules():
+        if type(m) in _MARKERS.values() or type(m) is SplitHeadQKV:
+            m.__class__ = type(m).__bases__[0]
+
+
 @register_extension
 def fastvit_attention(model: nn.Module):
     """FastViT's attention (SA variants) reshapes its heads back with its input width: keep its qkv.

@@ -28,12 +28,20 @@ def _prune_tiny(model: str, tmp_path, size: int = 32):
     return out, json.loads(r.stdout)
 
 
-@pytest.mark.parametrize(("model", "size"), [
-    ("fastvit_tiny_test", 32), ("pit_tiny_test", 32), ("tiny_vit_tiny_test", 32), ("efficientformer_tiny_test", 224),
+@pytest.mark.parametrize(("model", "size", "most"), [
+    ("fastvit_tiny_test", 32, 0.95), ("pit_tiny_test", 32, 0.9), ("tiny_vit_tiny_test", 32, 0.9),
+    ("efficientformer_tiny_test", 224, 0.9),
 ])
-def test_family_prunes_and_reloads(model, size, tmp_path):
+def test_family_prunes_and_reloads(model, size, most, tmp_path):
+    """MACs drop (as counted on the reloaded file too: no marker class left to hide a layer from the
+    counter); the file reloads bit-identically in a fresh process. FastViT keeps its stage widths
+    (each feeds a channel-multiplier conv), so only its MLP hidden widths shrink."""
+    from prunecli.io import checkpoint as ckpt
+    from prunecli.profiling.counts import count
+
     out, result = _prune_tiny(model, tmp_path, size)
-    assert result["macs_after"] < 0.9 * result["macs_before"]
+    assert result["macs_after"] < most * result["macs_before"]
+    assert count(ckpt.load(out).model, (3, size, size)).macs == result["macs_after"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
 
