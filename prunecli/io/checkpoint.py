@@ -47,6 +47,11 @@ WHITELIST: dict[str, type] = {
     "dim": int,  # timm pvt_v2.Attention's width (tied to its input; pruning/timm_attention_width.py)
     "attention_dim": int,  # timm metaformer.Attention's heads × head_dim
     "channel_splits": tuple,  # timm coat.ConvRelPosEnc: channels of each depthwise-conv head group
+    # EfficientFormer / TinyViT attention: per-head value dims and the widths derived from them
+    "val_dim": int,
+    "val_attn_dim": int,
+    "out_dim": int,
+    "key_attn_dim": int,
 }
 
 

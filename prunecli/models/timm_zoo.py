@@ -350,3 +350,61 @@ def xcit_tiny_test(num_classes: int = 10):
 
     return Xcit(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, cls_attn_layers=1,
                 num_classes=num_classes)
+# --- topic tpidx: timm models Torch-Pruning failed on with an IndexError inside a group ---
+
+
+@register_model(
+    "fastvit_tiny_test",
+    family="timm",
+    description="tiny timm FastViT (32×32, RepMixer + attention stage, dims 16-32, multiplier convs) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def fastvit_tiny_test(num_classes: int = 10):
+    from timm.models.fastvit import FastVit
+
+    return FastVit(layers=(1, 1), token_mixers=("repmixer", "attention"), embed_dims=(16, 32), mlp_ratios=(2, 2),
+                   downsamples=(False, True), num_classes=num_classes)
+
+
+@register_model(
+    "pit_tiny_test",
+    family="timm",
+    description="tiny timm PiT (32×32, patch 4, dims 8-16, heads 1-2, pooling conv) for tests",
+    protected=("head",),
+    tiny=True,
+)
+def pit_tiny_test(num_classes: int = 10):
+    from timm.models.pit import PoolingVisionTransformer
+
+    return PoolingVisionTransformer(img_size=32, patch_size=4, stride=2, base_dims=(8, 8), depth=(1, 1),
+                                    heads=(1, 2), mlp_ratio=2, num_classes=num_classes)
+
+
+@register_model(
+    "tiny_vit_tiny_test",
+    family="timm",
+    description="tiny timm TinyViT (32×32, dims 8-32, padded windows, per-head bias tables) for tests",
+    protected=("head.fc",),
+    tiny=True,
+)
+def tiny_vit_tiny_test(num_classes: int = 10):
+    from timm.models.tiny_vit import TinyVit
+
+    return TinyVit(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4), window_sizes=(3, 3, 2, 1),
+                   mlp_ratio=2, drop_path_rate=0.0, num_classes=num_classes)
+
+
+@register_model(
+    "efficientformer_tiny_test",
+    family="timm",
+    description="tiny timm EfficientFormer (224×224 for its fixed 7×7 attention, dims 8-32) for tests",
+    protected=("head", "head_dist"),
+    input_shape=(3, 224, 224),
+    tiny=True,
+)
+def efficientformer_tiny_test(num_classes: int = 10):
+    from timm.models.efficientformer import EfficientFormer
+
+    return EfficientFormer(depths=(1, 1, 1, 2), embed_dims=(8, 16, 24, 32), num_vit=1, mlp_ratios=2,
+                           num_classes=num_classes)

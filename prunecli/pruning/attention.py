@@ -36,11 +36,17 @@ SYNCED = ("num_heads", "head_dim", "attn_dim", "scale")
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(path, module) for every timm-style attention: a fused `qkv` Linear and an int `num_heads`."""
+    """(path, module) for every timm-style attention: a fused `qkv` Linear and an int `num_heads`.
+
+    LeViT-style attentions (EfficientFormer, TinyViT) are not: their `qkv` splits per head into
+    key, key and a longer value (`val_dim`), not 3 equal parts (`pruning/timm_tpidx.py` keeps
+    their inner widths).
+    """
     return [
         (path, m)
         for path, m in model.named_modules()
         if isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int)
+        and not isinstance(getattr(m, "val_dim", None), int)
     ]
 
 
