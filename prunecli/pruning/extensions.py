@@ -32,7 +32,7 @@ from prunecli.errors import UserError
 
 Extension = Callable[[nn.Module], tuple[dict, list, list]]
 
-PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks",)
+PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks", "prunecli.pruning.timm_heads")
 """Modules that call `register_extension` at import (append new ones at the end)."""
 
 _EXTENSIONS: list[Extension] = []
