@@ -1,32 +1,37 @@
-"""Refusals, in seconds, for timm attentions whose per-head reshapes Torch-Pruning cannot group in bounded time.
+"""timm attentions whose per-head reshapes Torch-Pruning cannot group in bounded time (issue 12).
 
 Torch-Pruning 1.6 reads a `reshape` of a 4-D (NCHW) tensor whose consumer has another width
 as a flatten: every channel index becomes `H·W` indices (`_FlattenIndexMapping`). Attention
-blocks that keep NCHW tensors and reshape them into heads therefore blow each channel group up
-to hundreds of thousands of index objects, and `Group.has_pruning_op` scans the whole group
-for each one: the pruner's group build did not finish in 380 s on
+blocks that keep NCHW tensors and reshape them into heads therefore blow each group rooted
+inside them up to hundreds of thousands of index objects, and `Group.has_pruning_op` scans
+the whole group for each one; the indices describe channels that do not exist.
 
 * **EfficientFormerV2** (Li et al., ICCV 2023): `Attention2d` / `Attention2dDownsample`
-  reshape `q`/`k`/`v` convs to `(B, heads, -1, N)`, with talking-head convs across heads and
-  per-head `attention_biases`. Letting the build run ended in a traceback after ~376 s (the
-  one traceback of the sweep): the flatten maps describe channels that do not exist.
+  reshape q/k/v convs to `(B, heads, -1, N)`, mix heads with talking-head convs and add
+  per-head `attention_biases`. Unhelped, the prune ended in a traceback after ~376 s (the one
+  traceback of the sweep).
 * **Visformer** (Chen et al., ICCV 2021): `Attention` reshapes a 1×1-conv qkv to
-  `(B, 3, heads, head_dim, H·W)`; the group of its qkv conv alone did not finish in 40 s.
-  Its NCHW position embeddings are declared as unwrapped parameters cut along dim 1 (Torch-
-  Pruning would cut their last dimension, the width).
-* **EfficientViT-MSRA** (Liu et al., CVPR 2023): `CascadedGroupAttention` feeds the input
-  head by head (`x.chunk(heads, dim=1)`) and adds head i's output to chunk i+1 before head
-  i+1's qkv: the residual stream's channels are coupled, chunk by chunk, with the inside of
-  every head (v rows, q/k through their depth-wise convs and the head's matmuls). Every group
-  of the residual stream walks into all heads, and the group of one FFN conv did not finish
-  in 40 s. Ignoring the attention alone does not help (the residual stream still walks into
-  it); only leaving the whole residual stream unpruned does: each block's depth-wise
-  convs, FFN output convs and attention, the patch embedding's last conv and the
-  downsampling blocks. What is left to prune is each FFN's hidden width.
+  `(B, 3, heads, head_dim, H·W)`; the group of one qkv conv did not finish in 40 s (the
+  prune: over 380 s). Its NCHW position embeddings `pos_embed1..3` are declared as unwrapped
+  parameters cut along dim 1 (Torch-Pruning would cut their last dimension, the width).
 
-Each is refused before the pruner is built (`Unsupported`, one line, exit 2) with the
-`--ignore` globs that we verified make the prune finish in seconds, run and reload
-(`tests/cli/test_timm_heads.py`); with those, the attention's convs and bias tables stay whole.
+  Both now prune: the convs that write only the attention's inside (q/k/v, v_local, talking
+  heads) are ignored as group roots, so no group walks into the reshapes, while their input
+  columns and `proj`'s output rows follow the residual stream (a conv's in-channel cut does
+  not propagate further). The embedding width, the MLPs and convs are pruned; the attention's
+  heads and in-head widths are kept whole (documented choice: cutting them needs a head-aware
+  pruner over the reshape, not written yet), and so are the bias tables.
+* **EfficientViT-MSRA** (Liu et al., CVPR 2023), refused: `CascadedGroupAttention` feeds the
+  input head by head (`x.chunk(heads, dim=1)`) and adds head i's output to chunk i+1 before
+  head i+1's qkv, so the residual stream's channels are coupled, chunk by chunk, with the
+  inside of every head; every residual group walks into all heads (one FFN conv's group did
+  not finish in 40 s; the prune: over 380 s), and pruning a chunk's channel would need the
+  same channel cut from the previous head's value dim, giving heads unequal widths the forward
+  cannot reshape. Ignoring the attention alone does not help; leaving the residual stream
+  unpruned does (its writers: the patch embedding's last conv, each block's depth-wise convs,
+  FFN output convs and attention, the downsampling blocks), so we refuse before the pruner is
+  built with exactly those `--ignore` globs, verified on efficientvit_m0 (the FFN hidden widths
+  are what is left to prune).
 """
 
 from __future__ import annotations
@@ -46,16 +51,33 @@ def _hint(model: nn.Module, paths: list[str]) -> str:
     return " ".join(f"--ignore '{g}'" for g in _globs(model, paths))
 
 
+def _inner(attn: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    """The convs of `attn` (dotted names) whose outputs live only inside the attention."""
+    return [attn.get_submodule(n) for n in names]
+
+
 @register_extension
 def efficientformerv2_attention(model: nn.Module):
-    """EfficientFormerV2's 2-D attention (and its downsampling variant): refused unless `--ignore`d."""
+    """EfficientFormerV2's 2-D attention: embedding width pruned around it, its heads kept whole.
+
+    The convs that make q, k, v (and v_local, the talking heads) are ignored as group roots, so
+    no group walks into the per-head reshapes; q/k/v's input columns and `proj`'s output rows
+    still follow the residual stream they read and write. `attention_biases` (heads, N) stay
+    whole.
+    """
     from timm.models.efficientformer_v2 import Attention2d, Attention2dDownsample
 
-    paths = _paths(model, (Attention2d, Attention2dDownsample))
-    if paths:
-        raise Unsupported("efficientformer_v2.Attention2d (per-head NCHW reshapes, talking heads, per-head "
-                          "attention_biases)", paths, _hint(model, paths))
-    return {}, [], []
+    ignored: list = []
+    params: list = []
+    for m in model.modules():
+        if isinstance(m, Attention2d):
+            ignored += _inner(m, ("q.conv", "k.conv", "v.conv", "v_local.conv", "talking_head1", "talking_head2"))
+        elif isinstance(m, Attention2dDownsample):
+            ignored += _inner(m, ("q.proj.conv", "k.conv", "v.conv", "v_local.conv"))
+        else:
+            continue
+        params.append(m.attention_biases)
+    return {}, [(p, p.dim() - 1) for p in params], ignored + params
 
 
 @register_extension
@@ -74,14 +96,14 @@ def visformer_pos_embed(model: nn.Module):
 
 @register_extension
 def visformer_attention(model: nn.Module):
-    """Visformer's conv attention: refused unless `--ignore`d."""
+    """Visformer's conv attention: embedding width pruned around it, its heads kept whole.
+
+    Its `qkv` conv is ignored as a group root, so no group walks into the per-head reshape;
+    `qkv`'s input columns and `proj`'s output rows still follow the residual stream.
+    """
     from timm.models.visformer import Attention
 
-    paths = _paths(model, (Attention,))
-    if paths:
-        raise Unsupported("visformer.Attention (1x1-conv qkv reshaped per head from NCHW)", paths,
-                          _hint(model, paths))
-    return {}, [], []
+    return {}, [], [m.qkv for m in model.modules() if isinstance(m, Attention)]
 
 
 def _msra_residual_stream(model: nn.Module) -> list[str]:
