@@ -279,3 +279,17 @@ def efficientvit_msra_tiny_test(num_classes: int = 10):
 
     return EfficientVitMsra(img_size=96, embed_dim=(16, 32, 48), key_dim=(4, 4, 4), depth=(1, 1, 1),
                             num_heads=(2, 2, 2), num_classes=num_classes)
+
+
+@register_model(
+    "efficientvit_mit_tiny_test",
+    family="timm",
+    description="tiny timm EfficientViT-MIT (32×32, widths 8-32, LiteMLA head dim 16) for tests",
+    protected=("head.classifier.4",),
+    tiny=True,
+)
+def efficientvit_mit_tiny_test(num_classes: int = 10):
+    from timm.models.efficientvit_mit import EfficientVit
+
+    return EfficientVit(widths=(8, 16, 16, 32, 32), depths=(1, 1, 1, 1, 1), head_dim=16, head_widths=(64, 64),
+                        num_classes=num_classes)

@@ -15,7 +15,11 @@ the whole group for each one; the indices describe channels that do not exist.
   prune: over 380 s). Its NCHW position embeddings `pos_embed1..3` are declared as unwrapped
   parameters cut along dim 1 (Torch-Pruning would cut their last dimension, the width).
 
-  Both now prune: the convs that write only the attention's inside (q/k/v, v_local, talking
+* **EfficientViT-MIT** (Cai et al., ICCV 2023): `LiteMLA` reshapes qkv and its multi-scale
+  aggregations (depth-wise and per-head grouped convs) to `(B, -1, 3·head_dim, H·W)`; Torch-
+  Pruning failed inside its importance with indices beyond a layer's width (was refused).
+
+  These three now prune: the convs that write only the attention's inside (q/k/v, v_local, talking
   heads) are ignored as group roots, so no group walks into the reshapes, while their input
   columns and `proj`'s output rows follow the residual stream (a conv's in-channel cut does
   not propagate further). The embedding width, the MLPs and convs are pruned; the attention's
@@ -104,6 +108,23 @@ def visformer_attention(model: nn.Module):
     from timm.models.visformer import Attention
 
     return {}, [], [m.qkv for m in model.modules() if isinstance(m, Attention)]
+
+
+@register_extension
+def efficientvit_mit_attention(model: nn.Module):
+    """EfficientViT-MIT's `LiteMLA`: embedding width pruned around it, its heads kept whole.
+
+    Its `qkv` conv and the depth-wise / grouped aggregation convs over qkv (per-head groups) are
+    ignored as group roots; `qkv`'s input columns and `proj`'s output rows follow the stream.
+    """
+    from timm.models.efficientvit_mit import LiteMLA
+
+    ignored: list = []
+    for m in model.modules():
+        if isinstance(m, LiteMLA):
+            ignored.append(m.qkv.conv)
+            ignored += [c for c in m.aggreg.modules() if isinstance(c, nn.Conv2d)]
+    return {}, [], ignored
 
 
 def _msra_residual_stream(model: nn.Module) -> list[str]:

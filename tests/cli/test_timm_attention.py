@@ -95,11 +95,10 @@ def test_pvt_refused_before_pruning_then_ignore_prunes_the_mlps(bases, tmp_path,
     assert torch.equal(here, fresh)
 
 
-@pytest.mark.parametrize("family", ["levit", "efficientvit", "coat"])
+@pytest.mark.parametrize("family", ["levit", "coat"])
 def test_other_refused_families_and_their_ignore(family):
-    """Tiny LeViT / EfficientViT / CoaT: refused naming the layer type; the suggested --ignore prunes."""
+    """Tiny LeViT / CoaT: refused naming the layer type; the suggested --ignore prunes."""
     import timm.models.coat as coat
-    import timm.models.efficientvit_mit as evit
     import timm.models.levit as levit
     import torch_pruning as tp
 
@@ -109,9 +108,6 @@ def test_other_refused_families_and_their_ignore(family):
     build, size, kind, head = {
         "levit": (lambda: levit.Levit(img_size=64, embed_dim=(32, 48), key_dim=8, depth=(1, 1), num_heads=(2, 3),
                                       num_classes=4), 64, "levit.Attention", ("head.linear",)),
-        "efficientvit": (lambda: evit.EfficientVit(widths=(8, 16, 16, 32, 32), depths=(1, 1, 1, 1, 1), head_dim=16,
-                                                   head_widths=(64, 64), num_classes=4), 32,
-                         "efficientvit_mit.LiteMLA", ("head.classifier.4",)),
         "coat": (lambda: coat.CoaT(img_size=32, patch_size=4, embed_dims=(16, 16, 32, 32), serial_depths=(1, 1, 1, 1),
                                    num_heads=8, mlp_ratios=(2, 2, 2, 2), num_classes=4), 32,
                  "coat.FactorAttnConvRelPosEnc", ("head",)),
