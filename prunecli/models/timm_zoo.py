@@ -293,3 +293,17 @@ def efficientvit_mit_tiny_test(num_classes: int = 10):
 
     return EfficientVit(widths=(8, 16, 16, 32, 32), depths=(1, 1, 1, 1, 1), head_dim=16, head_widths=(64, 64),
                         num_classes=num_classes)
+
+
+@register_model(
+    "levit_tiny_test",
+    family="timm",
+    description="tiny timm LeViT (64×64, dims 32-48, key dim 8, heads 2-3, one attention downsampling) for tests",
+    protected=("head.linear",),
+    input_shape=(3, 64, 64),
+    tiny=True,
+)
+def levit_tiny_test(num_classes: int = 10):
+    from timm.models.levit import Levit
+
+    return Levit(img_size=64, embed_dim=(32, 48), key_dim=8, depth=(1, 1), num_heads=(2, 3), num_classes=num_classes)

@@ -14,7 +14,7 @@ with indices beyond a layer's width. With Torch-Pruning's public mechanisms only
   pruner's `num_heads` (whole heads or the same in-head dims in every head), the relative
   position bias table kept out of the graph and cut to the surviving heads after pruning, and
   `scale` re-derived from the new head dim (the reference sets `head_dim ** -0.5`).
-* **Refused** (LeViT's `Attention`/`AttentionDownsample`, CoaT's
+* **Refused** (CoaT's
   `FactorAttnConvRelPosEnc`, PVT-v2's `Attention`): their forward ties inner widths to the
   input's (`reshape(B, N, C)`, `head_dim = C // num_heads`) or splits a fused projection per
   head at fixed key/value offsets, so neither the embedding width nor the heads can be cut
@@ -66,11 +66,9 @@ class SwinPatchMergingPruner(tp.BasePruningFunc):
 
 def _refused_types() -> dict[type, str]:
     """timm attention classes whose reshapes tie inner widths to the input's, with why, for refusal."""
-    from timm.models import coat, levit, pvt_v2
+    from timm.models import coat, pvt_v2
 
     return {
-        levit.Attention: "fused qkv split per head into key/key/value dims with per-head bias tables",
-        levit.AttentionDownsample: "fused kv split per head into key/value dims with per-head bias tables",
         coat.FactorAttnConvRelPosEnc: "head dim derived from the input width, per-head-split depthwise convs",
         pvt_v2.Attention: "separate q/kv projections reshaped with the input width",
     }

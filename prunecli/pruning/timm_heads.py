@@ -18,8 +18,13 @@ the whole group for each one; the indices describe channels that do not exist.
 * **EfficientViT-MIT** (Cai et al., ICCV 2023): `LiteMLA` reshapes qkv and its multi-scale
   aggregations (depth-wise and per-head grouped convs) to `(B, -1, 3·head_dim, H·W)`; Torch-
   Pruning failed inside its importance with indices beyond a layer's width (was refused).
+* **LeViT** (Graham et al., ICCV 2021): `Attention` / `AttentionDownsample` split a fused
+  (kv) projection per head into key/key/value dims with per-head `attention_biases` (was
+  refused); its query subsampling slices a (B, H, W, C) view along H and W, which Torch-Pruning
+  reads as a channel slice, so the query's input columns came out wrong (`49x89 and 128x128`):
+  while pruning, that `Downsample` is given an `index_select` forward, identical bit for bit.
 
-  These three now prune: the convs that write only the attention's inside (q/k/v, v_local, talking
+  These four now prune: the convs that write only the attention's inside (q/k/v, v_local, talking
   heads) are ignored as group roots, so no group walks into the reshapes, while their input
   columns and `proj`'s output rows follow the residual stream (a conv's in-channel cut does
   not propagate further). The embedding width, the MLPs and convs are pruned; the attention's
@@ -40,6 +45,7 @@ the whole group for each one; the indices describe channels that do not exist.
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from prunecli.pruning.extensions import Unsupported, register_extension
@@ -125,6 +131,61 @@ def efficientvit_mit_attention(model: nn.Module):
             ignored.append(m.qkv.conv)
             ignored += [c for c in m.aggreg.modules() if isinstance(c, nn.Conv2d)]
     return {}, [], ignored
+
+
+_TRACEABLE: dict[type, type] = {}
+
+
+def _traceable_downsample() -> type:
+    """LeViT's `Downsample` taking every stride-th token with `index_select` instead of a slice.
+
+    Its forward views (B, N, C) tokens as (B, H, W, C) and slices `[:, ::s, ::s]`; Torch-Pruning
+    reads a slice along dim 1 of a 4-D tensor as a channel slice and maps the residual stream's
+    channels to the wrong (fewer) query input columns. `index_select` gives the same values
+    bit for bit and is an op Torch-Pruning passes channels through unchanged. The subclass only
+    lives in the model being pruned; a checkpoint reloads into timm's own class.
+    """
+    from timm.models.levit import Downsample
+
+    if Downsample not in _TRACEABLE:
+        def forward(self, x):
+            if self.pool is not None:
+                return Downsample.forward(self, x)
+            b, _, c = x.shape
+            x = x.view(b, self.resolution[0], self.resolution[1], c)
+            for dim, n in ((1, self.resolution[0]), (2, self.resolution[1])):
+                x = x.index_select(dim, torch.arange(0, n, self.stride, device=x.device))
+            return x.reshape(b, -1, c)
+
+        _TRACEABLE[Downsample] = type("TraceableDownsample", (Downsample,), {"forward": forward,
+                                                                              "__doc__": "LeViT Downsample"})
+    return _TRACEABLE[Downsample]
+
+
+@register_extension
+def levit_attention(model: nn.Module):
+    """LeViT's attention and attention-downsampling: embedding width pruned around them, heads whole.
+
+    `qkv` (blocks) and `kv` / the query's linear (downsampling) are ignored as group roots, so
+    no group walks into the per-head key/key/value split; their input columns and `proj`'s
+    output rows follow the residual stream. The per-head `attention_biases` stay whole, and the
+    query's token subsampling is made readable to Torch-Pruning (`_traceable_downsample`).
+    """
+    from timm.models.levit import Attention, AttentionDownsample, Downsample
+
+    ignored: list = []
+    params: list = []
+    for m in model.modules():
+        if type(m) is Downsample:
+            m.__class__ = _traceable_downsample()
+        if isinstance(m, Attention):
+            ignored.append(m.qkv.linear)
+        elif isinstance(m, AttentionDownsample):
+            ignored += [m.kv.linear, m.q.ln.linear]
+        else:
+            continue
+        params.append(m.attention_biases)
+    return {}, [(p, p.dim() - 1) for p in params], ignored + params
 
 
 def _msra_residual_stream(model: nn.Module) -> list[str]:

@@ -95,19 +95,16 @@ def test_pvt_refused_before_pruning_then_ignore_prunes_the_mlps(bases, tmp_path,
     assert torch.equal(here, fresh)
 
 
-@pytest.mark.parametrize("family", ["levit", "coat"])
+@pytest.mark.parametrize("family", ["coat"])
 def test_other_refused_families_and_their_ignore(family):
-    """Tiny LeViT / CoaT: refused naming the layer type; the suggested --ignore prunes."""
+    """Tiny CoaT: refused naming the layer type; the suggested --ignore prunes."""
     import timm.models.coat as coat
-    import timm.models.levit as levit
     import torch_pruning as tp
 
     from prunecli.errors import UserError
     from prunecli.pruning.structured import PrunePlan, prune_at
 
     build, size, kind, head = {
-        "levit": (lambda: levit.Levit(img_size=64, embed_dim=(32, 48), key_dim=8, depth=(1, 1), num_heads=(2, 3),
-                                      num_classes=4), 64, "levit.Attention", ("head.linear",)),
         "coat": (lambda: coat.CoaT(img_size=32, patch_size=4, embed_dims=(16, 16, 32, 32), serial_depths=(1, 1, 1, 1),
                                    num_heads=8, mlp_ratios=(2, 2, 2, 2), num_classes=4), 32,
                  "coat.FactorAttnConvRelPosEnc", ("head",)),

@@ -39,25 +39,26 @@ def _prune_and_reload(base, tmp_path, *extra) -> tuple[torch.nn.Module, torch.nn
 
 
 def _outputs(model, cls_name: str) -> list[tuple]:
-    """Output widths of the convs inside each `cls_name` attention that make its heads (not `proj`, which
+    """Output widths of the convs (LeViT: Linears) inside each `cls_name` attention that make its heads (not `proj`, which
     writes the residual stream, nor the depth-wise convs over its input, which follow it)."""
-    return [(n, c.out_channels) for n, m in model.named_modules() if type(m).__name__ == cls_name
-            for n, c in m.named_modules() if isinstance(c, torch.nn.Conv2d)
+    return [(n, c.weight.shape[0]) for n, m in model.named_modules() if type(m).__name__ == cls_name
+            for n, c in m.named_modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.Linear))
             and not n.startswith(("proj", "stride_conv", "q.local"))]
 
 
 @pytest.mark.parametrize("model,cls_name,size", [("efficientformerv2_tiny_test", "Attention2d", 64),
                                                  ("visformer_tiny_test", "Attention", 64),
-                                                 ("efficientvit_mit_tiny_test", "LiteMLA", 32)])
+                                                 ("efficientvit_mit_tiny_test", "LiteMLA", 32),
+                                                 ("levit_tiny_test", "Attention", 64)])
 def test_prunes_around_the_attention_heads_whole_and_reloads(model, cls_name, size, tmp_path):
     """Used to run for minutes and end in a traceback or a timeout (EfficientFormerV2, Visformer),
-    or be refused (EfficientViT-MIT's LiteMLA); now seconds."""
+    or be refused (EfficientViT-MIT's LiteMLA, LeViT); now seconds."""
     start = time.monotonic()
     pruned, base = _prune_and_reload(_train(model, size, tmp_path), tmp_path)
     assert time.monotonic() - start < 150  # generous: 2 shared cores; unhelped it ran for minutes
     assert _outputs(pruned, cls_name) == _outputs(base, cls_name) != []  # heads and in-head widths kept
-    widths = lambda m: [c.in_channels for a in m.modules() if type(a).__name__ == cls_name  # noqa: E731
-                        for c in a.modules() if isinstance(c, torch.nn.Conv2d)][:1]
+    widths = lambda m: [c.weight.shape[1] for a in m.modules() if type(a).__name__ == cls_name  # noqa: E731
+                        for c in a.modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.Linear))][:1]
     assert widths(pruned) < widths(base)  # the embedding width the attention reads was cut
     for a, b in zip(pruned.modules(), base.modules()):
         if type(a).__name__ == cls_name and hasattr(a, "attention_biases"):
@@ -85,3 +86,16 @@ def test_efficientvit_msra_refused_fast_then_the_suggested_ignore_prunes(tmp_pat
     assert res["macs_after"] < res["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
+
+
+def test_levit_traceable_downsample_is_bit_identical():
+    """The index_select forward given to LeViT's query subsampling while pruning changes no value."""
+    from timm.models.levit import Downsample
+
+    from prunecli.pruning.timm_heads import _traceable_downsample
+
+    layer = Downsample(2, 7)
+    x = torch.randn(2, 49, 5)
+    expected = layer(x)
+    layer.__class__ = _traceable_downsample()
+    assert torch.equal(layer(x), expected) and expected.shape == (2, 16, 5)
