@@ -57,8 +57,11 @@ def test_prunes_around_the_attention_heads_whole_and_reloads(model, cls_name, si
     pruned, base = _prune_and_reload(_train(model, size, tmp_path), tmp_path)
     assert time.monotonic() - start < 150  # generous: 2 shared cores; unhelped it ran for minutes
     assert _outputs(pruned, cls_name) == _outputs(base, cls_name) != []  # heads and in-head widths kept
-    widths = lambda m: [c.weight.shape[1] for a in m.modules() if type(a).__name__ == cls_name  # noqa: E731
-                        for c in a.modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.Linear))][:1]
+
+    def widths(m):  # what the attention's first layer reads: the embedding width
+        return [getattr(c, "in_channels", None) or c.in_features for a in m.modules() if type(a).__name__ == cls_name
+                for c in a.modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.Linear))][:1]
+
     assert widths(pruned) < widths(base)  # the embedding width the attention reads was cut
     for a, b in zip(pruned.modules(), base.modules()):
         if type(a).__name__ == cls_name and hasattr(a, "attention_biases"):
