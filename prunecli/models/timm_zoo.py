@@ -408,3 +408,79 @@ def efficientformer_tiny_test(num_classes: int = 10):
 
     return EfficientFormer(depths=(1, 1, 1, 2), embed_dims=(8, 16, 24, 32), num_vit=1, mlp_ratios=2,
                            num_classes=num_classes)
+# --- topic `heads` (issue 12): attentions refused in seconds with a verified --ignore ---
+
+
+@register_model(
+    "efficientformerv2_tiny_test",
+    family="timm",
+    description="tiny timm EfficientFormerV2 (64×64, dims 8-32, 2-D attention in the last stage) for tests",
+    protected=("head",),
+    input_shape=(3, 64, 64),
+    tiny=True,
+)
+def efficientformerv2_tiny_test(num_classes: int = 10):
+    from timm.models.efficientformer_v2 import EfficientFormerV2
+
+    return EfficientFormerV2(depths=(1, 1, 2, 2), embed_dims=(8, 16, 24, 32), img_size=64, num_vit=1,
+                             mlp_ratios=2, distillation=False, num_classes=num_classes)
+
+
+@register_model(
+    "visformer_tiny_test",
+    family="timm",
+    description="tiny timm Visformer (64×64, dim 24, 3 heads, one block per stage) for tests",
+    protected=("head",),
+    input_shape=(3, 64, 64),
+    tiny=True,
+)
+def visformer_tiny_test(num_classes: int = 10):
+    import torch.nn as nn
+    from timm.models.visformer import Visformer
+
+    return Visformer(img_size=64, patch_size=16, init_channels=8, embed_dim=24, depth=(1, 1, 1), num_heads=3,
+                     mlp_ratio=2.0, group=4, attn_stage="011", spatial_conv="100", norm_layer=nn.BatchNorm2d,
+                     embed_norm=nn.BatchNorm2d, num_classes=num_classes)
+
+
+@register_model(
+    "efficientvit_msra_tiny_test",
+    family="timm",
+    description="tiny timm EfficientViT-MSRA (96×96, dims 16-48, 2 cascaded heads per block) for tests",
+    protected=("head.linear",),
+    input_shape=(3, 96, 96),
+    tiny=True,
+)
+def efficientvit_msra_tiny_test(num_classes: int = 10):
+    from timm.models.efficientvit_msra import EfficientVitMsra
+
+    return EfficientVitMsra(img_size=96, embed_dim=(16, 32, 48), key_dim=(4, 4, 4), depth=(1, 1, 1),
+                            num_heads=(2, 2, 2), num_classes=num_classes)
+
+
+@register_model(
+    "efficientvit_mit_tiny_test",
+    family="timm",
+    description="tiny timm EfficientViT-MIT (32×32, widths 8-32, LiteMLA head dim 16) for tests",
+    protected=("head.classifier.4",),
+    tiny=True,
+)
+def efficientvit_mit_tiny_test(num_classes: int = 10):
+    from timm.models.efficientvit_mit import EfficientVit
+
+    return EfficientVit(widths=(8, 16, 16, 32, 32), depths=(1, 1, 1, 1, 1), head_dim=16, head_widths=(64, 64),
+                        num_classes=num_classes)
+
+
+@register_model(
+    "levit_tiny_test",
+    family="timm",
+    description="tiny timm LeViT (64×64, dims 32-48, key dim 8, heads 2-3, one attention downsampling) for tests",
+    protected=("head.linear",),
+    input_shape=(3, 64, 64),
+    tiny=True,
+)
+def levit_tiny_test(num_classes: int = 10):
+    from timm.models.levit import Levit
+
+    return Levit(img_size=64, embed_dim=(32, 48), key_dim=8, depth=(1, 1), num_heads=(2, 3), num_classes=num_classes)

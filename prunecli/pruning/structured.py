@@ -119,10 +119,10 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
     customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
     recorder = _Recorder(importance)
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, graph_errors():
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         heads = {**_attention_heads(model), **extension_heads}
-        pruner = tp.pruner.BasePruner(
+        pruner = _build_pruner(
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
             pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored + hidden,
@@ -160,6 +160,21 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     after_prune(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
+
+
+def _build_pruner(model: nn.Module, *args, **kwargs) -> tp.pruner.BasePruner:
+    """Torch-Pruning's pruner; an exception while it traces the model or builds its groups (e.g.
+    a `ZeroDivisionError` in its reshape index mapping on a 1×1 feature map) is one error line,
+    never a traceback, and nothing is written (`--debug` shows the traceback)."""
+    try:
+        return tp.pruner.BasePruner(model, *args, **kwargs)
+    except UserError:
+        raise
+    except Exception as error:
+        what = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        raise UserError(f"Torch-Pruning failed while building its dependency graph ({what}); try --ignore GLOB "
+                        "for the layers around it (`prunecli profile --per-layer` lists them); nothing written") \
+            from error
 
 
 def _group_failed(root: nn.Module | None, names: dict, error: Exception) -> UserError:

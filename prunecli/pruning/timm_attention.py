@@ -14,13 +14,14 @@ with indices beyond a layer's width. With Torch-Pruning's public mechanisms only
   pruner's `num_heads` (whole heads or the same in-head dims in every head), the relative
   position bias table kept out of the graph and cut to the surviving heads after pruning, and
   `scale` re-derived from the new head dim (the reference sets `head_dim ** -0.5`).
-* **Refused** (LeViT's `Attention`/`AttentionDownsample`, EfficientViT's `LiteMLA`): their
-  forward splits a fused projection per head at fixed key/value offsets or groups qkv per head
-  through aggregation convs. (Attentions that only tie their inner width to the input's, PVT-v2,
-  CoaT, CAFormer, XCiT, are pruned with the residual stream: `timm_attention_width.py`.) We
-  refuse before pruning, naming the `--ignore` patterns that protect them; with those,
-  Torch-Pruning cuts only the MLPs and convs around them (a group holding an ignored layer's
-  outputs is never pruned), and their bias tables stay whole.
+* **Others**: attentions that only tie their inner width to the input's (PVT-v2, CoaT,
+  CAFormer, XCiT) are pruned with the residual stream (`timm_attention_width.py`); those that
+  split a fused projection per head at fixed key/value offsets (LeViT, EfficientViT-MIT,
+  EfficientFormerV2, Visformer) keep their heads whole while the embedding, MLPs and convs
+  around them are cut (`timm_heads.py`), and EfficientViT-MSRA's cascaded attention is refused
+  there. No timm attention class is refused here any more; `_refused_types` stays the place to
+  list one that Torch-Pruning would mis-read, refused before pruning with the `--ignore`
+  patterns that protect it.
 
 `attention_extension(model, ignored=())` returns `(customized_pruners, unwrapped_parameters,
 ignored_layers)` for the pruner (or raises the refusal); `sync_after_pruning(model, num_heads,
@@ -66,13 +67,7 @@ class SwinPatchMergingPruner(tp.BasePruningFunc):
 
 def _refused_types() -> dict[type, str]:
     """timm attention classes whose reshapes tie inner widths to the input's, with why, for refusal."""
-    from timm.models import efficientvit_mit, levit
-
-    return {
-        levit.Attention: "fused qkv split per head into key/key/value dims with per-head bias tables",
-        levit.AttentionDownsample: "fused kv split per head into key/value dims with per-head bias tables",
-        efficientvit_mit.LiteMLA: "qkv grouped per head through depthwise aggregation convs",
-    }
+    return {}
 
 
 def _glob(path: str) -> str:
