@@ -89,15 +89,27 @@ def protected_modules(model: nn.Module, protected: tuple[str, ...], patterns: li
 class _Recorder(tp.importance.Importance):
     """Wraps an importance so each group's scores can be written to the masks sidecar."""
 
-    def __init__(self, inner):
-        self.inner, self.scores, self.current = inner, {}, None
+    def __init__(self, inner, model: nn.Module | None = None):
+        self.inner, self.scores, self.current, self.model = inner, {}, None, model
 
     def __call__(self, group, **kwargs):
         self.current = group[0].dep.target.module  # named if Torch-Pruning fails on this group
         imp = self.inner(group, **kwargs)
         if imp is not None:
+            if not torch.isfinite(imp).all():
+                raise self._not_finite()
             self.scores[group[0].dep.target.module] = imp.detach().float().cpu()
         return imp
+
+    def _not_finite(self) -> UserError:
+        """Scores of NaN rank channels arbitrarily (or, globally, none): refuse instead. Taylor
+        scores are NaN where every gradient is zero (normalised by their mean), e.g. a randomly
+        initialised timm MLP-Mixer, whose classifier starts at zero."""
+        names = {m: n for n, m in self.model.named_modules()} if self.model is not None else {}
+        where = f" of the channel group rooted at '{names[self.current]}'" if self.current in names else ""
+        return UserError(f"the importance scores{where} are not finite (NaN or inf; with Taylor importance: every "
+                         "gradient is zero, e.g. a zero-initialised classifier or a constant loss); calibrate a "
+                         "trained model, or use a magnitude importance (--method l1, --importance l1); nothing written")
 
 
 def _attention_heads(model: nn.Module) -> dict:
@@ -118,7 +130,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     # Attention variants: their refusal needs the user's --ignore modules, so it is called here.
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
     customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
-    recorder = _Recorder(importance)
+    recorder = _Recorder(importance, model)
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         heads = {**_attention_heads(model), **extension_heads}
