@@ -37,7 +37,13 @@ def read_state_dict(path: str) -> dict:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{p} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    from collections import OrderedDict
+
+    state = OrderedDict((k.removeprefix("module."), v) for k, v in obj.items())
+    meta = getattr(obj, "_metadata", None)  # per-module versions torch.save keeps (MNASNet reads them)
+    if meta is not None:
+        state._metadata = OrderedDict((k.removeprefix("module."), v) for k, v in meta.items())  # type: ignore[attr-defined]
+    return state
 
 
 def infer_num_classes(model_name: str, state: dict) -> int | None:
@@ -96,6 +102,8 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
     if state is not None:
         if new_head:
             state, fresh_head = _drop_head(model, state, entry.protected)
+        if getattr(state, "_metadata", None) is None:  # a safetensors file, or a dict rebuilt by a script
+            state = ckpt._versioned(model, state)
         try:
             model.load_state_dict(state, strict=not new_head)
         except RuntimeError as err:

@@ -30,8 +30,26 @@ def accumulate_gradients(model, calibration) -> None:
     """
     model.eval()
     model.zero_grad(set_to_none=True)
-    for x, y in calibration.batches:
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+    with forward_guard("calibration (gradients for the importance)"):
+        for x, y in calibration.batches:
+            _clear_eval_caches(model)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+    _clear_eval_caches(model)
+    if all(p.grad is None or not p.grad.any() for p in model.parameters()):
+        raise UserError("every gradient is zero after calibration (e.g. a classifier initialised at zero, as timm's "
+                        "MLP-Mixer at random init, or a constant loss): gradient importance cannot rank anything; "
+                        "calibrate a trained model, or use a magnitude importance (--method l1, --importance l1)")
+
+
+def _clear_eval_caches(model) -> None:
+    """Drop tensors some timm attentions cache in eval mode (LeViT, EfficientFormer, TinyViT:
+    `attention_bias_cache`, the bias table gathered per device). Built with gradients, a cached
+    tensor would be backpropagated through a second time on the next batch, and it would keep
+    the unpruned table's shape after pruning."""
+    for module in model.modules():
+        cache = getattr(module, "attention_bias_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
 
 
 def calibrate(loaded, data: str | None, images: int, seed: int, batch_size: int, *, exact: bool):

@@ -91,25 +91,29 @@ class _Recorder(tp.importance.Importance):
 
     def __init__(self, inner, model: nn.Module | None = None):
         self.inner, self.scores, self.current, self.model = inner, {}, None, model
+        self.zero_groups = 0
 
     def __call__(self, group, **kwargs):
         self.current = group[0].dep.target.module  # named if Torch-Pruning fails on this group
         imp = self.inner(group, **kwargs)
         if imp is not None:
-            if not torch.isfinite(imp).all():
+            if torch.isnan(imp).all():  # Taylor's mean normaliser on an all-zero group: 0/0
+                imp = torch.zeros_like(imp)
+                self.zero_groups += 1
+            elif not torch.isfinite(imp).all():
                 raise self._not_finite()
             self.scores[group[0].dep.target.module] = imp.detach().float().cpu()
         return imp
 
     def _not_finite(self) -> UserError:
-        """Scores of NaN rank channels arbitrarily (or, globally, none): refuse instead. Taylor
-        scores are NaN where every gradient is zero (normalised by their mean), e.g. a randomly
-        initialised timm MLP-Mixer, whose classifier starts at zero."""
+        """Scores of NaN rank channels arbitrarily (or, globally, none): refuse instead. A group
+        whose Taylor scores are all NaN is not this case: Torch-Pruning divides by their mean, so
+        a group no gradient reached (a residual branch whose last BN starts at zero, as timm
+        initialises ResNets and TinyViT) comes out 0/0; its importance is zero, said once."""
         names = {m: n for n, m in self.model.named_modules()} if self.model is not None else {}
         where = f" of the channel group rooted at '{names[self.current]}'" if self.current in names else ""
-        return UserError(f"the importance scores{where} are not finite (NaN or inf; with Taylor importance: every "
-                         "gradient is zero, e.g. a zero-initialised classifier or a constant loss); calibrate a "
-                         "trained model, or use a magnitude importance (--method l1, --importance l1); nothing written")
+        return UserError(f"the importance scores{where} are not finite (NaN or inf: diverged weights or "
+                         "gradients?); use a magnitude importance (--method l1, --importance l1); nothing written")
 
 
 def _attention_heads(model: nn.Module) -> dict:
@@ -166,6 +170,15 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
         except Exception as error:  # inside Torch-Pruning: one line naming the group, never a traceback
             raise _group_failed(recorder.current, names, error) from error
     _report(caught)
+    if recorder.zero_groups and recorder.zero_groups >= len(recorder.scores):
+        raise UserError("no gradient reached any prunable layer (every gradient importance is zero: e.g. a classifier "
+                        "initialised at zero, as timm's MLP-Mixer at random init); calibrate a trained model, or use "
+                        "a magnitude importance (--method l1, --importance l1); nothing written")
+    if recorder.zero_groups:
+        from prunecli.cli._output import warn
+
+        warn(f"{recorder.zero_groups} channel group(s) got no gradient (importance 0: e.g. a residual branch "
+             "whose last BatchNorm starts at zero, as at random init); they rank lowest")
     from prunecli.pruning.timm_attention import sync_after_pruning
 
     sync_after_pruning(model, pruner.num_heads, removed)

@@ -71,3 +71,17 @@ def test_mnasnet_reloads_its_versioned_modules(tmp_path):
     assert r.exit_code == 0, repr(r.exception)
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
+
+
+def test_import_keeps_module_versions(tmp_path):
+    """A torchvision state dict saved with torch.save carries per-module versions MNASNet needs."""
+    from prunecli.models import build_model as build
+
+    model, _, _ = build("tv:mnasnet0_5", num_classes=4)
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    out = tmp_path / "m.safetensors"
+    r = run_cli("import", tmp_path / "m.pth", "--model", "tv:mnasnet0_5", "-o", out)
+    assert r.exit_code == 0, repr(r.exception)
+    from prunecli.io import checkpoint as ckpt
+
+    assert ckpt.load(out).header.num_classes == 4  # inferred from the classifier
