@@ -173,7 +173,7 @@ def test_split_head_pruner_removes_a_whole_head_with_its_bias_row():
     x = torch.randn(3, 4, 6)
     with torch.no_grad():
         expected = net(x)
-    custom, unwrapped, ignored, heads = collect(net, [])
+    custom, unwrapped, ignored, heads, *_ = collect(net, [])
     graph = tp.DependencyGraph().build_dependency(net, example_inputs=torch.randn(1, 4, 6), customized_pruners=custom,
                                                   unwrapped_parameters=unwrapped, ignored_params=ignored)
     bias_head0 = net.attn.attention_biases[0].clone()

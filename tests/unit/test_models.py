@@ -51,12 +51,15 @@ def test_tiny_model_takes_any_class_count(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_protected_layers_are_the_classifier(name):
-    """`protected` names real Linear heads whose outputs are the classes (never guessed)."""
+    """`protected` names real heads whose outputs are the classes (never guessed): a Linear, or a
+    1×1 conv (DPN's classifier)."""
     model, entry, _ = meta_build(name, num_classes=7)
     assert entry.protected
     for path in entry.protected:
         head = model.get_submodule(path)
-        assert isinstance(head, nn.Linear) and head.out_features == 7
+        width = head.out_features if isinstance(head, nn.Linear) else head.out_channels
+        assert isinstance(head, (nn.Linear, nn.Conv2d)) and width == 7
+        assert not isinstance(head, nn.Conv2d) or head.kernel_size == (1, 1)
 
 
 @pytest.mark.parametrize(
