@@ -52,6 +52,9 @@ WHITELIST: dict[str, type] = {
     "val_attn_dim": int,
     "out_dim": int,
     "key_attn_dim": int,
+    "hidden_dim": int,  # torchvision VisionTransformer's embedding width (pruning/tv_blocks.py)
+    "kdim": int,  # nn.MultiheadAttention's key/value widths (= embed_dim; set by Torch-Pruning)
+    "vdim": int,
 }
 
 

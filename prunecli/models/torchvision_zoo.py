@@ -200,3 +200,17 @@ def tv_entry(name: str) -> ModelEntry:
 
     return ModelEntry(name=f"tv:{name}", builder=build, family="torchvision", description=f"torchvision {name}",
                       input_shape=_TV_INPUT.get(name, (3, 224, 224)), num_classes=1000, protected=(head,))
+
+
+@register_model(
+    "tv_vit_tiny",
+    family="torchvision",
+    description="tiny torchvision ViT (32×32, patch 8, width 64, 2 layers, 4 heads) for tests",
+    protected=("heads.head",),
+    **TINY,
+)
+def tv_vit_tiny(num_classes: int = 10):
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128,
+                             num_classes=num_classes)

@@ -43,7 +43,8 @@ Extension = Callable[[nn.Module], tuple[dict, list, list]]
 
 PROVIDERS: tuple[str, ...] = ("prunecli.pruning.timm_blocks", "prunecli.pruning.timm_concat",
                                "prunecli.pruning.timm_cnn", "prunecli.pruning.timm_attention_width",
-                               "prunecli.pruning.timm_tpidx", "prunecli.pruning.timm_heads")
+                               "prunecli.pruning.timm_tpidx", "prunecli.pruning.timm_heads",
+                               "prunecli.pruning.tv_blocks")
 """Modules that call `register_extension` at import (append new ones at the end)."""
 
 _EXTENSIONS: list[Extension] = []

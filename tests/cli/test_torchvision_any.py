@@ -85,3 +85,28 @@ def test_import_keeps_module_versions(tmp_path):
     from prunecli.io import checkpoint as ckpt
 
     assert ckpt.load(out).header.num_classes == 4  # inferred from the classifier
+
+
+def test_torchvision_vit_prunes_the_same_positions_in_every_head(tmp_path):
+    """nn.MultiheadAttention: the residual indices cut are the same in-head positions of every
+    head, so head h's q/k/v rows after pruning are head h's own rows (tv_blocks.py)."""
+    from prunecli.io import checkpoint as ckpt
+
+    base, out = tmp_path / "v.safetensors", tmp_path / "p.safetensors"
+    assert run_cli("train", "--model", "tv_vit_tiny", "--data", "synthetic:n=8,val=4,classes=4", "--epochs", "0",
+                   "-o", base).exit_code == 0
+    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.25", "-o", out, "--json")
+    assert r.exit_code == 0, repr(r.exception)
+    removed = {r["name"]: r["removed"] for r in json.loads((tmp_path / "p.masks.json").read_text())["layers"]}
+    cut = sorted(removed["conv_proj"])
+    per_head = [[i - 16 * h for i in cut if 16 * h <= i < 16 * (h + 1)] for h in range(4)]
+    assert len(cut) == 16 and all(p == per_head[0] for p in per_head)
+    before, after = ckpt.load(base).model, ckpt.load(out).model
+    kept = [i for i in range(64) if i not in cut]
+    a0, a1 = before.encoder.layers[0].self_attention, after.encoder.layers[0].self_attention
+    assert (after.hidden_dim, a1.embed_dim, a1.head_dim, a1.num_heads) == (48, 48, 12, 4)
+    for part in range(3):  # q, k, v rows and input columns: the kept residual channels, in order
+        rows = [part * 64 + i for i in kept]
+        assert torch.equal(a1.in_proj_weight[part * 48:(part + 1) * 48], a0.in_proj_weight[rows][:, kept])
+    here, fresh = reload_in_fresh_process(out, tmp_path)
+    assert torch.equal(here, fresh) and here.shape == (2, 4)
