@@ -244,7 +244,9 @@ def test_usage_error_is_clean(case, tmp_path, tiny_ckpt, bad_data, capsys):
     assert code == 2 and "Traceback" not in err and needle in err, err
 
 
-@pytest.mark.parametrize("case", ["truncated", "unknown model", "class mismatch", "imagefolder: evaluate, truncated"])
+@pytest.mark.parametrize("case", ["truncated", pytest.param("unknown model", marks=pytest.mark.slow),
+                                  pytest.param("class mismatch", marks=pytest.mark.slow),
+                                  "imagefolder: evaluate, truncated"])
 def test_user_error_in_real_process(case, tmp_path, tiny_ckpt, bad_data):
     _bad_files(tmp_path, tiny_ckpt.read_bytes())
     args, needle = CASES[case]

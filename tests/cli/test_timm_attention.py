@@ -43,8 +43,9 @@ def _heads_consistent(model) -> list[tuple[int, int]]:
     return seen
 
 
-@pytest.mark.parametrize("extra", [[], ["--method", "isomorphic", "--head-ratio", "0.5", "--data", DATA,
-                                        "--calib-batches", "1", "--batch-size", "4"]])
+@pytest.mark.parametrize("extra", [[], pytest.param(["--method", "isomorphic", "--head-ratio", "0.5", "--data", DATA,
+                                                      "--calib-batches", "1", "--batch-size", "4"],
+                                                     marks=pytest.mark.slow)])  # isomorphic: also the sweep
 def test_swin_prunes_heads_consistently_and_reloads(bases, tmp_path, extra):
     """PatchMerging's LayerNorm used to keep its width (prune crashed); now MACs drop, heads stay whole."""
     out = tmp_path / "p.safetensors"

@@ -15,7 +15,7 @@ import torch
 
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
-from tests.conftest import reload_in_fresh_process, run_cli, run_proc
+from tests.conftest import reload_in_fresh_process, run_cli, run_main
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
@@ -112,12 +112,14 @@ def test_csp_reloads(tmp_path):
     assert torch.equal(here, fresh)
 
 
-def test_unsupported_layer_refused_before_pruning_then_ignore_works(tmp_path):
-    """EdgeNeXt's transposed attention: exit 2 with one line naming it and the --ignore to use."""
+def test_unsupported_layer_refused_before_pruning_then_ignore_works(tmp_path, capsys):
+    """EdgeNeXt's transposed attention: exit 2 with one line naming it and the --ignore to use
+    (in-process through the console entry point's `main()`; test_errors.py runs real processes)."""
     base, out = _base("edgenext_tiny_test", tmp_path), tmp_path / "p.safetensors"
-    proc = run_proc("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
-    stderr = proc.stderr.decode()
-    assert proc.returncode == 2, stderr
+    capsys.readouterr()
+    code = run_main("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
     line = [x for x in stderr.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "CrossCovarianceAttn" in line[0] and "--ignore '*.xca'" in line[0]
     assert "Traceback" not in stderr and not out.exists()
