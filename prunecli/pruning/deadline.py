@@ -26,6 +26,10 @@ from prunecli.errors import UserError
 _HINT = "try --ignore GLOB for the slow blocks, or a larger --timeout (0: no limit)"
 
 
+class TimeLimitExceeded(UserError):
+    """A step ran past `--timeout`: a user error (one line, exit 2) callers can tell from a refusal."""
+
+
 class _Expired(BaseException):
     """Raised by the alarm; a BaseException so no `except Exception` in library code swallows it."""
 
@@ -41,9 +45,9 @@ class _Limit:
         running = time.monotonic() - self.started if self.started is not None else 0.0
         return self.seconds - self.used - running
 
-    def expired(self) -> UserError:
+    def expired(self) -> TimeLimitExceeded:
         where = ": ".join(self.stack) or "pruning"
-        return UserError(f"{where} took longer than --timeout {self.seconds:g} s; {_HINT}")
+        return TimeLimitExceeded(f"{where} took longer than --timeout {self.seconds:g} s; {_HINT}")
 
 
 _active: _Limit | None = None

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from prunecli.errors import UserError
-from prunecli.pruning.deadline import phase, time_limit
+from prunecli.pruning.deadline import TimeLimitExceeded, phase, time_limit
 
 PROBE_RATIO = 0.3
 
@@ -47,7 +47,7 @@ class _Report:
 
 
 def _timed_out(err: UserError) -> bool:
-    return "took longer than --timeout" in str(err)
+    return isinstance(err, TimeLimitExceeded)
 
 
 def _load(target: str, input_size: int | None):
@@ -118,47 +118,37 @@ def _checks(report: _Report, model, header, entry, shape, ignore) -> None:
 
 
 def _extensions(report: _Report, model, entry, ignore):
-    from prunecli.pruning.extensions import collect
-    from prunecli.pruning.structured import _attention_heads, protected_modules
-    from prunecli.pruning.timm_attention import attention_extension
+    from prunecli.pruning.structured import extended
 
     names = {m: n for n, m in model.named_modules()}
     try:
-        ignored = protected_modules(model, entry.protected, ignore)
-        customized, unwrapped, extra, heads, _groups = collect(model, ignored)  # groups: pruner only
-        att_custom, att_unwrapped, hidden = attention_extension(model, ignored + extra)
+        found = extended(model, entry.protected, ignore)
     except UserError as err:
         if _timed_out(err):
             raise
         report.check("extensions", False, str(err))
         return None
-    report.data["protected"] = sorted({names[m] for m in ignored + extra if isinstance(m, nn.Module) and m in names})
-    custom = {**customized, **att_custom}
-    kinds = sorted({getattr(k, "__name__", type(k).__name__) for k in custom})
+    report.data["protected"] = sorted({names[m] for m in found.ignored if isinstance(m, nn.Module) and m in names})
+    kinds = sorted({getattr(k, "__name__", type(k).__name__) for k in found.custom})
     report.check("extensions", True, f"custom pruners for {', '.join(kinds)}" if kinds else "none needed")
-    return {"ignored": ignored + extra, "hidden": hidden, "custom": custom,
-            "unwrapped": [*unwrapped, *att_unwrapped], "heads": {**_attention_heads(model), **heads}}
+    return found
 
 
 def _graph(report: _Report, model, shape, found):
     from prunecli.pruning.graphcheck import refuse_sliced_concats
-    from prunecli.pruning.structured import example_input
+    from prunecli.pruning.structured import example_input, graph_errors
 
     try:
-        with phase("building the dependency graph"), warnings.catch_warnings(record=True):
+        with phase("building the dependency graph"), warnings.catch_warnings(record=True), graph_errors():
             warnings.simplefilter("always")
             graph = tp.DependencyGraph().build_dependency(
-                model, example_input(shape), unwrapped_parameters=found["unwrapped"] or None,
-                customized_pruners=found["custom"] or None, ignored_params=found["hidden"] or None)
-        refuse_sliced_concats(model, graph, found["ignored"])
+                model, example_input(shape), unwrapped_parameters=found.unwrapped or None,
+                customized_pruners=found.custom or None, ignored_params=found.hidden or None)
+        refuse_sliced_concats(model, graph, found.ignored)
     except UserError as err:
         if _timed_out(err):
             raise
         report.check("dependency graph", False, str(err))
-        return None
-    except Exception as err:  # noqa: BLE001 - Torch-Pruning failing to trace is the diagnosis
-        report.check("dependency graph", False, f"Torch-Pruning cannot trace it ({type(err).__name__}: "
-                                                f"{str(err).splitlines()[0][:160] if str(err) else ''})")
         return None
     return graph
 
@@ -168,7 +158,7 @@ def _describe(report: _Report, model, graph, found) -> None:
     names = {m: n for n, m in model.named_modules()}
     groups = []
     with phase("listing the channel groups"):
-        for group in graph.get_all_groups(ignored_layers=found["ignored"]):
+        for group in graph.get_all_groups(ignored_layers=found.ignored):
             root = group[0].dep.target.module
             if root not in names:
                 continue
@@ -178,8 +168,8 @@ def _describe(report: _Report, model, graph, found) -> None:
     report.data["groups"] = groups
     report.check("dependency graph", bool(groups),
                  f"{len(groups)} prunable channel groups" if groups else "no prunable channel group")
-    declared = {id(p) for p, _ in found["unwrapped"]}
-    hidden = {id(p) for p in found["hidden"]}
+    declared = {id(p) for p, _ in found.unwrapped}
+    hidden = {id(p) for p in found.hidden}
     params = {id(p): n for n, p in model.named_parameters()}
     for p, dim in graph.unwrapped_parameters:
         fate = ("kept whole" if id(p) in hidden else
@@ -187,7 +177,7 @@ def _describe(report: _Report, model, graph, found) -> None:
                                                          " (Torch-Pruning's guess: its last dim > 1)"))
         report.data["unwrapped"].append({"name": params.get(id(p), "?"), "shape": list(p.shape), "dim": dim,
                                          "declared": id(p) in declared or id(p) in hidden, "pruning": fate})
-    for proj, heads in found["heads"].items():
+    for proj, heads in found.heads.items():
         width = getattr(proj, "out_features", getattr(proj, "out_channels", 0))
         report.data["heads"].append({"layer": names.get(proj, "?"), "heads": int(heads), "width": int(width),
                                      "head_ratios": [round(k / heads, 4) for k in range(heads)],

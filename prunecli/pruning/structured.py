@@ -123,27 +123,54 @@ def _attention_heads(model: nn.Module) -> dict:
     return {m.qkv: m.num_heads for _, m in attention_modules(model)}
 
 
-def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
-    """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
-    ignored = protected_modules(model, protected, plan.ignore)
-    from prunecli.pruning.extensions import after_prune, collect, fix_graph
+@dataclass
+class Extended:
+    """What Torch-Pruning is given for a model: the layers left alone (the entry's head, `--ignore`,
+    what extensions keep) and every extension's pruners, bare parameters, heads and channel groups."""
+
+    ignored: list
+    hidden: list
+    """Bare parameters kept out of the graph (bias tables cut per head after pruning, or whole)."""
+    custom: dict
+    unwrapped: list
+    heads: dict
+    groups: dict
+
+
+def extended(model: nn.Module, protected: tuple[str, ...], ignore: list[str]) -> Extended:
+    """The registry's extensions for `model` (`extensions.collect`, the timm attention variants).
+
+    Raises:
+        UserError: an extension refuses a layer the user did not ignore.
+    """
+    from prunecli.pruning.extensions import collect
     from prunecli.pruning.timm_attention import attention_extension
 
-    customized, unwrapped, extra_ignored, extension_heads, groups = collect(model, ignored)  # timm blocks TP needs help with
+    ignored = protected_modules(model, protected, ignore)
+    customized, unwrapped, extra_ignored, extension_heads, groups = collect(model, ignored)
     ignored = ignored + extra_ignored
     # Attention variants: their refusal needs the user's --ignore modules, so it is called here.
     att_custom, att_unwrapped, hidden = attention_extension(model, ignored)
-    customized, unwrapped = {**customized, **att_custom}, [*unwrapped, *att_unwrapped]
+    return Extended(ignored, hidden, {**customized, **att_custom}, [*unwrapped, *att_unwrapped],
+                    {**_attention_heads(model), **extension_heads}, groups)
+
+
+def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
+    """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
+    from prunecli.pruning.extensions import after_prune, fix_graph
+
+    ext = extended(model, protected, plan.ignore)
+    heads = ext.heads
     recorder = _Recorder(importance, model)
-    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught:
+    with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, \
+            graph_errors(_PRUNER_HINT):
         warnings.simplefilter("always")
-        heads = {**_attention_heads(model), **extension_heads}
-        pruner = _build_pruner(
+        pruner = tp.pruner.BasePruner(
             model, example_input(input_shape), importance=recorder,
             global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
-            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ignored + hidden,
-            round_to=plan.round_to, num_heads=heads, out_channel_groups=groups,
-            customized_pruners=customized or None, unwrapped_parameters=unwrapped or None,
+            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ext.ignored + ext.hidden,
+            round_to=plan.round_to, num_heads=heads, out_channel_groups=ext.groups,
+            customized_pruners=ext.custom or None, unwrapped_parameters=ext.unwrapped or None,
             pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
             else None,
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
@@ -185,21 +212,6 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
     after_prune(model, pruner.num_heads, removed)
     _sync_attention(model, pruner.num_heads)
     return [_record(names[m], m, before[m], sorted(set(idx)), scores.get(m)) for m, idx in removed.items()]
-
-
-def _build_pruner(model: nn.Module, *args, **kwargs) -> tp.pruner.BasePruner:
-    """Torch-Pruning's pruner; an exception while it traces the model or builds its groups (e.g.
-    a `ZeroDivisionError` in its reshape index mapping on a 1×1 feature map) is one error line,
-    never a traceback, and nothing is written (`--debug` shows the traceback)."""
-    try:
-        return tp.pruner.BasePruner(model, *args, **kwargs)
-    except UserError:
-        raise
-    except Exception as error:
-        what = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
-        raise UserError(f"Torch-Pruning failed while building its dependency graph ({what}); try --ignore GLOB "
-                        "for the layers around it (`prunecli profile --per-layer` lists them); nothing written") \
-            from error
 
 
 def _group_failed(root: nn.Module | None, names: dict, error: Exception) -> UserError:
@@ -356,19 +368,26 @@ class ChannelGroup:
     channels: int
 
 
+_PRUNER_HINT = ("Torch-Pruning failed while building its dependency graph ({what}); try --ignore GLOB for the layers "
+                "around it (`prunecli profile --per-layer` lists them); nothing written")
+_GRAPH_HINT = ("Torch-Pruning cannot build the dependency graph of this model ({what}); structured pruning does not "
+               "support this architecture; nothing written")
+
+
 @contextlib.contextmanager
-def graph_errors():
-    """Torch-Pruning failing to build a dependency graph (a reshape or shuffle its index mapping
-    cannot follow, e.g. ShuffleNet's channel shuffle) is a refusal of the architecture: one line,
-    never a traceback (`--debug` shows it). Errors inside a module's forward keep their own line."""
+def graph_errors(message: str = _GRAPH_HINT):
+    """An exception while Torch-Pruning traces a model or builds its groups (a reshape or shuffle
+    its index mapping cannot follow: ShuffleNet's channel shuffle, a `ZeroDivisionError` on a 1×1
+    feature map) is one line, `message` with `{what}` filled in, never a traceback (`--debug`
+    shows it); nothing is written. The plain graph (`_graph`) refuses the architecture; the
+    pruner's build, which also forms the groups, may get past with --ignore."""
     try:
         yield
     except UserError:
         raise
     except Exception as error:
-        first = str(error).splitlines()[0][:160] if str(error) else ""
-        raise UserError(f"Torch-Pruning cannot build the dependency graph of this model ({type(error).__name__}: "
-                        f"{first}); structured pruning does not support this architecture; nothing written") from error
+        what = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        raise UserError(message.format(what=what)) from error
 
 
 def _graph(model, input_shape):
