@@ -170,12 +170,16 @@ def load_bytes(data: bytes, device: str = "cpu") -> Loaded:
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"corrupt tensor data: {err}") from None
     model, entry = _rebuild(header, tensors)
-    tensors = _versioned(model, tensors)
+    _load_strict(model, tensors, header)
+    return Loaded(model.to(device).eval(), header, sha256(data), entry)
+
+
+def _load_strict(model, tensors: dict, header: Header) -> None:
+    """`load_state_dict(strict=True)` with the model's module versions; a mismatch is one line."""
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(versioned(model, tensors), strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
-    return Loaded(model.to(device).eval(), header, sha256(data), entry)
 
 
 class _Shape:
@@ -217,11 +221,8 @@ def _copy_tensors(model, path: Path, header: Header, table: dict) -> None:
     try:
         if set(keys) != set(own) or _custom_loading(model):
             with safe_open(str(path), framework="pt") as f:
-                tensors = _versioned(model, {k: f.get_tensor(k) for k in keys})
-            try:
-                model.load_state_dict(tensors, strict=True)
-            except RuntimeError as err:
-                raise CheckpointError(f"weights do not match model {header.model.name!r}: {str(err)[:300]}") from None
+                tensors = {k: f.get_tensor(k) for k in keys}
+            _load_strict(model, tensors, header)
             return
         for chunk in _chunks(keys, table):
             with safe_open(str(path), framework="pt") as f:
@@ -261,7 +262,7 @@ def _copy_one(target, tensor, key: str, header: Header) -> None:
         target.copy_(tensor)
 
 
-def _versioned(model, tensors: dict):
+def versioned(model, tensors: dict):
     """`tensors` with the built model's per-module versions (`state_dict()._metadata`).
 
     torch saves them beside a state dict; safetensors keeps only tensors. A module whose

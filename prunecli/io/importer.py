@@ -103,7 +103,7 @@ def import_weights(src: str | None, model_name: str, out: str, num_classes: int 
         if new_head:
             state, fresh_head = _drop_head(model, state, entry.protected)
         if getattr(state, "_metadata", None) is None:  # a safetensors file, or a dict rebuilt by a script
-            state = ckpt._versioned(model, state)
+            state = ckpt.versioned(model, state)
         try:
             model.load_state_dict(state, strict=not new_head)
         except RuntimeError as err:

@@ -22,6 +22,8 @@ torchvision hard-codes ResNet's and VGG's widths in `__init__`, so those two sub
 
 from __future__ import annotations
 
+import functools
+
 import torch.nn as nn
 from torchvision import models as tvm
 from torchvision.models.densenet import DenseNet
@@ -162,6 +164,7 @@ _TV_INPUT = {"inception_v3": (3, 299, 299)}
 _TV_NO_AUX = ("googlenet", "inception_v3")
 
 
+@functools.cache
 def _tv_names() -> list[str]:
     return sorted(tvm.list_models(module=tvm))
 
@@ -173,10 +176,17 @@ def _tv_build(name: str, num_classes: int, **kwargs) -> nn.Module:
     return tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
 
 
-def _last_layer(model: nn.Module) -> str:
-    """The last Linear/Conv the model defines: every torchvision classifier's output layer."""
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    return names[-1]
+@functools.cache
+def _head(name: str) -> str:
+    """The last Linear/Conv the model defines: every torchvision classifier's output layer.
+
+    Found on a build on the meta device (no memory, no initialisation), once per name: entries
+    are looked up on every load."""
+    import torch
+
+    with torch.device("meta"):
+        model = _tv_build(name, num_classes=10)
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
 
 
 def tv_entry(name: str) -> ModelEntry:
@@ -193,7 +203,7 @@ def tv_entry(name: str) -> ModelEntry:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"unknown torchvision model {name!r}{hint}; "
                         "`torchvision.models.list_models(torchvision.models)` lists them")
-    head = _last_layer(_tv_build(name, num_classes=10))
+    head = _head(name)
 
     def build(num_classes: int = 1000, **kwargs):
         return _tv_build(name, num_classes, **kwargs)
