@@ -207,31 +207,27 @@ def run_one(family: str, name: str, timeout: float, small: int, method: str = "l
             return done("not built", _last_line(build.stderr), "build")
         facts = json.loads(build.stdout.strip().splitlines()[-1])
         row["size"] = facts["size"]
-        steps = [
-            ("import", ["import", str(work / "weights.pth"), "--model", name if name.startswith("tv:") else f"timm:{name}", "--num-classes", "10",
-                        "--input-size", str(facts["size"]), "-o", str(work / "base.safetensors")]),
-            ("prune", ["prune", str(work / "base.safetensors"), *_method_options(method, facts["size"]),
-                       "--timeout", str(max(1, int(deadline - time.monotonic()) - 15)),
-                       "-o", str(work / "pruned.safetensors"), "--json"]),
-            ("profile", ["profile", str(work / "pruned.safetensors"), "--compare", str(work / "base.safetensors"),
-                         "--batch-sizes", "1", "--runs", "1", "--warmup", "0", "--json"]),
-        ]
-        for step, cmd in steps:
-            if step == "prune" and "--timeout" in cmd and deadline - time.monotonic() < 20:
-                return done("timeout", "wall-time limit before prune", step)
-            code, err = _step(cmd, deadline)
-            if code is None:
-                return done("timeout", f"{step} killed at the {timeout:g} s wall-time limit", step)
-            if code == 0:
-                continue
-            reason = _last_line(err)
-            if step == "profile":
-                return done("unloadable", reason, step)
-            if code == 2:
-                done("timeout" if "took longer than --timeout" in reason else "refused", reason, step)
-                _check_ignores(row, work, _method_options(method, facts["size"]), deadline)
-                row["seconds"] = round(time.monotonic() - start, 1)
-                return row
+        code, err = _step(["import", str(work / "weights.pth"), "--model",
+                           name if name.startswith("tv:") else f"timm:{name}", "--num-classes", "10",
+                           "--input-size", str(facts["size"]), "-o", str(work / "base.safetensors")], deadline)
+        if code is None:
+            return done("timeout", f"import killed at the {timeout:g} s wall-time limit", "import")
+        if code != 0:
+            return done("refused" if code == 2 else "traceback", _last_line(err), "import")
+        if deadline - time.monotonic() < 20:
+            return done("timeout", "wall-time limit before prune", "prune")
+        options = _method_options(method, facts["size"])
+        code, reason, step = _prune_and_profile(work, options, "pruned.safetensors", deadline)
+        if code is None:
+            return done("timeout", f"{step} killed at the {timeout:g} s wall-time limit", step)
+        if code != 0 and step == "profile":
+            return done("unloadable", reason, step)
+        if code == 2:
+            done("timeout" if "took longer than --timeout" in reason else "refused", reason, step)
+            _check_ignores(row, work, options, deadline)
+            row["seconds"] = round(time.monotonic() - start, 1)
+            return row
+        if code != 0:
             return done("traceback", reason, step)
         macs = _macs(work / "pruned.flops.json")
         return done("prunes+reloads", f"MACs -{100 * (1 - macs[1] / macs[0]):.0f}%" if macs else "")
