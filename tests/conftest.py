@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 SYNTH = "synthetic:n=96,val=48,classes=4,seed=1"
+TINY_DATA = "synthetic:n=8,val=4,classes=4"
 
 
 def run_cli(*args: str):
@@ -18,6 +19,22 @@ def run_cli(*args: str):
     from prunecli.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+def untrained(model: str, path: Path, data: str = TINY_DATA) -> Path:
+    """`prunecli train --epochs 0`: `model` at its seeded initialisation, as a checkpoint at `path`."""
+    r = run_cli("train", "--model", model, "--data", data, "--epochs", "0", "--device", "cpu", "-o", path)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    return path
+
+
+def pruned_json(base: Path, out: Path, *args: str) -> dict:
+    """`prunecli prune BASE ARGS -o OUT --json` (it must succeed): the JSON result."""
+    import json
+
+    r = run_cli("prune", base, *args, "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    return json.loads(r.stdout)
 
 
 def run_main(*args: str) -> int:

@@ -16,7 +16,7 @@ import torch
 
 from prunecli.io import checkpoint as ckpt
 from prunecli.pruning.timm_attention_width import FusedQKVPruner, PvtAttentionPruner, SeparateQKVPruner
-from tests.conftest import reload_in_fresh_process, run_cli
+from tests.conftest import pruned_json, reload_in_fresh_process, untrained
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
@@ -30,12 +30,8 @@ def _tied(model):
 
 @pytest.mark.parametrize("model", ["pvt_v2_tiny_test", "caformer_tiny_test", "coat_lite_tiny_test", "xcit_tiny_test"])
 def test_tied_attention_prunes_with_the_residual_and_reloads(model, tmp_path):
-    base, out = tmp_path / "b.safetensors", tmp_path / "p.safetensors"
-    r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    result = json.loads(r.stdout)
+    base, out = untrained(model, tmp_path / "b.safetensors", DATA), tmp_path / "p.safetensors"
+    result = pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
     assert result["macs_after"] < 0.9 * result["macs_before"]
     pruned, original = _tied(ckpt.load(out).model), _tied(ckpt.load(base).model)
     assert any(a.proj.in_features < b.proj.in_features for a, b in zip(pruned, original))

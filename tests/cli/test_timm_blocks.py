@@ -8,29 +8,22 @@ bit-identically in a fresh process) or are refused before pruning with one line 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
-from tests.conftest import reload_in_fresh_process, run_cli, run_main
+from tests.conftest import pruned_json, reload_in_fresh_process, run_main, untrained
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
 
 def _base(model: str, tmp_path):
-    base = tmp_path / f"{model}.safetensors"
-    r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return base
+    return untrained(model, tmp_path / f"{model}.safetensors", DATA)
 
 
 def _prune(base, out, *extra: str) -> dict:
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json", *extra)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return json.loads(r.stdout)
+    return pruned_json(base, out, "--method", "l1", "--ratio", "0.3", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ index checks below show each cut lands on the channels it names.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torch.nn as nn
@@ -18,19 +16,15 @@ import torch_pruning as tp
 
 from prunecli.io import checkpoint as ckpt
 from prunecli.pruning.extensions import after_prune, collect, fix_graph
-from tests.conftest import reload_in_fresh_process, run_cli
+from tests.conftest import pruned_json, reload_in_fresh_process, untrained
 
 DATA = "synthetic:n=8,val=4,classes=4"
 
 
 @pytest.mark.parametrize("model", ["nf_regnet_tiny_test", "mixnet_tiny_test", "res2net_tiny_test", "sknet_tiny_test"])
 def test_family_prunes_and_reloads(model, tmp_path):
-    base, out = tmp_path / "base.safetensors", tmp_path / "p.safetensors"
-    r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    result = json.loads(r.stdout)
+    base, out = untrained(model, tmp_path / "base.safetensors", DATA), tmp_path / "p.safetensors"
+    result = pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
     assert result["macs_after"] < 0.8 * result["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)

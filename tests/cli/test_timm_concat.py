@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from prunecli.errors import UserError
-from tests.conftest import reload_in_fresh_process, run_cli
+from tests.conftest import pruned_json, reload_in_fresh_process, untrained
 
 DATA = "synthetic:n=8,val=4,classes=4"
 PRUNED = {"rexnet_tiny_test": ("conv_exp", "conv_dw"), "dpn_tiny_test": ("c1x1_a", "c3x3_b")}
@@ -30,12 +30,8 @@ def _l1(seed=0):
 
 @pytest.mark.parametrize("model", ["rexnet_tiny_test", "dpn_tiny_test"])
 def test_default_prune_keeps_the_trunk_and_reloads(model, tmp_path):
-    base, out = tmp_path / "base.safetensors", tmp_path / "p.safetensors"
-    r = run_cli("train", "--model", model, "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    result = json.loads(r.stdout)
+    base, out = untrained(model, tmp_path / "base.safetensors", DATA), tmp_path / "p.safetensors"
+    result = pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
     assert result["macs_after"] < 0.8 * result["macs_before"]
     cut = [layer["name"] for layer in json.loads(out.with_suffix(".masks.json").read_text())["layers"]]
     assert not set(cut) & _trunk(model)

@@ -8,30 +8,24 @@ and reload bit-identically; EfficientViT-MSRA is refused in seconds with one lin
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 import torch
 
 from prunecli.io import checkpoint as ckpt
-from tests.conftest import reload_in_fresh_process, run_cli, run_main
+from tests.conftest import pruned_json, reload_in_fresh_process, run_main, untrained
 
 DATA = "synthetic:n=8,val=4,classes=4,size={}"
 
 
 def _train(model: str, size: int, tmp_path):
-    base = tmp_path / "base.safetensors"
-    r = run_cli("train", "--model", model, "--data", DATA.format(size), "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return base
+    return untrained(model, tmp_path / "base.safetensors", DATA.format(size))
 
 
 def _prune_and_reload(base, tmp_path, *extra) -> tuple[torch.nn.Module, torch.nn.Module]:
     out = tmp_path / "p.safetensors"
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", *extra, "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    res = json.loads(r.stdout)
+    res = pruned_json(base, out, "--method", "l1", "--ratio", "0.3", *extra)
     assert res["macs_after"] < 0.9 * res["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
@@ -83,9 +77,7 @@ def test_efficientvit_msra_refused_fast_then_the_suggested_ignore_prunes(tmp_pat
     assert len(errors) == 1 and "CascadedGroupAttention" in errors[0] and "Traceback" not in err
     globs = [g.split("'")[0] for g in err.split("--ignore '")[1:]]
     args = [a for g in globs for a in ("--ignore", g)]
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", *args, "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    res = json.loads(r.stdout)
+    res = pruned_json(base, out, "--method", "l1", "--ratio", "0.3", *args)
     assert res["macs_after"] < res["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)

@@ -9,23 +9,17 @@ cut consistently: the multiplier convs and the widths they join, and those atten
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torch.nn as nn
 
-from tests.conftest import reload_in_fresh_process, run_cli
+from tests.conftest import TINY_DATA, pruned_json, reload_in_fresh_process, untrained
 
 
 def _prune_tiny(model: str, tmp_path, size: int = 32):
-    base, out = tmp_path / "base.safetensors", tmp_path / "p.safetensors"
-    data = f"synthetic:n=8,val=4,classes=4,size={size}"
-    r = run_cli("train", "--model", model, "--data", data, "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return out, json.loads(r.stdout)
+    base = untrained(model, tmp_path / "base.safetensors", f"{TINY_DATA},size={size}")
+    out = tmp_path / "p.safetensors"
+    return out, pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
 
 
 @pytest.mark.parametrize(("model", "size", "most"), [

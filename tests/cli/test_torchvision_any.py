@@ -9,7 +9,7 @@ import torch
 
 from prunecli.errors import UserError
 from prunecli.models import build_model, get_entry
-from tests.conftest import reload_in_fresh_process, run_cli
+from tests.conftest import pruned_json, reload_in_fresh_process, run_cli, untrained
 
 
 @pytest.mark.parametrize(("name", "head"), [
@@ -39,13 +39,8 @@ def test_unknown_name_is_one_line_with_suggestions():
 
 
 def test_tv_model_prunes_and_reloads(tmp_path):
-    base, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    r = run_cli("train", "--model", "tv:mobilenet_v3_small", "--data", "synthetic:n=8,val=4,classes=4",
-                "--epochs", "0", "--device", "cpu", "-o", base)
-    assert r.exit_code == 0, r.output
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, r.output
-    result = json.loads(r.stdout)
+    base, out = untrained("tv:mobilenet_v3_small", tmp_path / "a.safetensors"), tmp_path / "b.safetensors"
+    result = pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
     assert result["macs_after"] < 0.8 * result["macs_before"]
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh) and here.shape == (2, 4)
@@ -54,9 +49,7 @@ def test_tv_model_prunes_and_reloads(tmp_path):
 def test_a_graph_torch_pruning_cannot_build_is_one_line(tmp_path):
     """ShuffleNet's channel shuffle (view → transpose → view) breaks Torch-Pruning 1.6's reshape
     index mapping (ZeroDivisionError): refused in one line, nothing written, not a traceback."""
-    base, out = tmp_path / "s.safetensors", tmp_path / "p.safetensors"
-    assert run_cli("train", "--model", "tv:shufflenet_v2_x0_5", "--data", "synthetic:n=8,val=4,classes=4",
-                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
+    base, out = untrained("tv:shufflenet_v2_x0_5", tmp_path / "s.safetensors"), tmp_path / "p.safetensors"
     r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out)
     assert isinstance(r.exception, UserError), repr(r.exception)
     assert "cannot build the dependency graph" in str(r.exception) and not out.exists()
@@ -64,11 +57,8 @@ def test_a_graph_torch_pruning_cannot_build_is_one_line(tmp_path):
 
 def test_mnasnet_reloads_its_versioned_modules(tmp_path):
     """torchvision's MNASNet reads its state-dict version while loading; safetensors keeps none."""
-    base, out = tmp_path / "m.safetensors", tmp_path / "p.safetensors"
-    assert run_cli("train", "--model", "tv:mnasnet0_5", "--data", "synthetic:n=8,val=4,classes=4",
-                   "--epochs", "0", "--device", "cpu", "-o", base).exit_code == 0
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.3", "-o", out, "--json")
-    assert r.exit_code == 0, repr(r.exception)
+    base, out = untrained("tv:mnasnet0_5", tmp_path / "m.safetensors"), tmp_path / "p.safetensors"
+    pruned_json(base, out, "--method", "l1", "--ratio", "0.3")
     here, fresh = reload_in_fresh_process(out, tmp_path)
     assert torch.equal(here, fresh)
 
@@ -92,11 +82,8 @@ def test_torchvision_vit_prunes_the_same_positions_in_every_head(tmp_path):
     head, so head h's q/k/v rows after pruning are head h's own rows (tv_blocks.py)."""
     from prunecli.io import checkpoint as ckpt
 
-    base, out = tmp_path / "v.safetensors", tmp_path / "p.safetensors"
-    assert run_cli("train", "--model", "tv_vit_tiny", "--data", "synthetic:n=8,val=4,classes=4", "--epochs", "0",
-                   "-o", base).exit_code == 0
-    r = run_cli("prune", base, "--method", "l1", "--ratio", "0.25", "-o", out, "--json")
-    assert r.exit_code == 0, repr(r.exception)
+    base, out = untrained("tv_vit_tiny", tmp_path / "v.safetensors"), tmp_path / "p.safetensors"
+    pruned_json(base, out, "--method", "l1", "--ratio", "0.25")
     removed = {r["name"]: r["removed"] for r in json.loads((tmp_path / "p.masks.json").read_text())["layers"]}
     cut = sorted(removed["conv_proj"])
     per_head = [[i - 16 * h for i in cut if 16 * h <= i < 16 * (h + 1)] for h in range(4)]
