@@ -53,6 +53,10 @@ def test_resnet20_trains_at_32_with_a_padded_crop_and_evaluate_keeps_it(folder, 
     captured = capsys.readouterr()
     assert "data: input 32×32 (the model's input size)" in " ".join(captured.err.split())
     assert json.loads(captured.out)["samples"] == 6
+    pruned = tmp_path / "p.safetensors"  # calibration images at the checkpoint's size too
+    assert run_main("prune", out, "--method", "taylor", "--ratio", "0.3", "--data", f"imagefolder:{folder}",
+                    "-b", "8", "--calib-batches", "1", "-o", pruned) == 0
+    assert "data: input 32×32 (the model's input size)" in _stderr(capsys)
 
 
 def test_size_option_overrides_the_model(folder, tmp_path, capsys):
