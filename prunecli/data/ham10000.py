@@ -43,7 +43,7 @@ from prunecli.errors import UserError
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 METADATA = "HAM10000_metadata.csv"
 REQUIRED = ("lesion_id", "image_id", "dx")
-USAGE = "ham10000:DIR[?size=224&test=0.2&seed=0]"
+USAGE = "ham10000:DIR[?size=N&test=0.2&seed=0]"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", 
 def parse_spec(arg: str | None) -> tuple[Path, int | None]:
     """`DIR` or `DIR?size=N` → (DIR, N); N is None when not given (the model decides)."""
     if not arg:
-        raise UserError("the `imagefolder` data spec needs a folder: imagefolder:DIR[?size=224]")
+        raise UserError("the `imagefolder` data spec needs a folder: imagefolder:DIR[?size=N]")
     path, sep, query = arg.rpartition("?")
     if not sep:
         return Path(arg).expanduser(), None
@@ -218,9 +218,9 @@ class FolderLoader:
 
 
 
-@register_data("imagefolder", usage="imagefolder:DIR[?size=224]",
-               description="DIR/train/<class>/*, DIR/val/<class>/*; at the model's input size unless ?size=N; "
-                           "ImageNet transforms, padded crop + flip up to 64 px")
+@register_data("imagefolder", usage="imagefolder:DIR[?size=N]",
+               description="DIR/{train,val}/<class>/*, at the model's input size unless ?size=N; "
+                           "padded crop up to 64 px, ImageNet's above")
 def imagefolder(arg: str | None) -> Dataset:
     root, size = parse_spec(arg)
     classes = check_classes(root)
