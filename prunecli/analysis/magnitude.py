@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from prunecli.cli._output import table
-
 QUANTILES = (0.1, 0.5, 0.9)
 NEAR_ZERO = 1e-6
 """A filter is near zero when its L1 norm is below NEAR_ZERO × the layer's largest L1 norm."""
@@ -71,7 +69,7 @@ def summary(report: dict):
     rows = [[r["name"] + (" (protected)" if r["protected"] else ""), r["filters"], r["l1"]["mean"],
              r["l1"]["std"], r["l1"]["min"], r["l1"]["max"], f"{100 * r['near_zero_fraction']:.0f}%"]
             for r in report["layers"]]
-    t = table(f"filter L1 norms of {report['model']} ({report['checkpoint']})",
-              ["layer", "filters", "mean", "std", "min", "max", "near 0"], rows)
-    t.columns[0].no_wrap = True
-    return t
+    from prunecli.analysis.tables import fitted  # long (timm) layer names: split, not cut
+
+    return fitted(f"filter L1 norms of {report['model']} ({report['checkpoint']})",
+                  ["layer", "filters", "mean", "std", "min", "max", "near 0"], rows, keys=1)

@@ -27,21 +27,30 @@ class Analysis:
     needs_data: bool = False
     options: tuple[str, ...] = ()
     """The `AnalysisOptions` fields it uses (recorded in the report)."""
+    plot: str = ""
+    """What `--plot` draws, in words; empty: the analysis draws nothing and refuses `--plot`."""
+    figure: str | None = None
+    """A function of prunecli/analysis/plots.py drawing the figure from the finished report
+    (None: the analysis module draws its own inside `analyze`)."""
 
 
 ANALYSES: dict[str, Analysis] = {
-    "magnitude": Analysis("prunecli.analysis.magnitude"),
+    "magnitude": Analysis("prunecli.analysis.magnitude", options=("plot",),
+                          plot="sorted filter L1 norms per layer", figure="magnitude"),
     "sensitivity": Analysis(
         "prunecli.analysis.sensitivity", needs_data=True,
-        options=("data", "ratios", "max_batches", "batch_size", "device", "tolerance"),
+        options=("data", "ratios", "max_batches", "batch_size", "device", "tolerance", "plot"),
+        plot="top-1 accuracy vs filters pruned away, one curve per layer", figure="sensitivity",
     ),
     "similarity": Analysis(
         "prunecli.analysis.similarity", needs_data=True,
         options=("data", "samples", "thresholds", "batch_size", "device", "plot", "seed", "selection"),
+        plot="kept filters and MACs vs τ",
     ),
     "cka": Analysis(
         "prunecli.analysis.cka", needs_data=True,
         options=("data", "compare", "layers", "batch_size", "max_batches", "device", "plot", "cka_modules"),
+        plot="CKA heatmap",
     ),
 }
 
@@ -99,6 +108,9 @@ def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
                         "use it with `prunecli prune`")
     if opts.selection not in ("reference", "strength"):
         raise UserError(f"--selection must be reference or strength, got {opts.selection!r}")
+    if opts.plot and not analysis.plot:
+        drawn = ", ".join(f"{name} ({a.plot})" for name, a in ANALYSES.items() if a.plot)
+        raise UserError(f"--method {method.name} draws no plot; --plot is for {drawn}")
     if analysis.needs_data and not opts.data:
         raise UserError(f"--method {method.name} evaluates the model: give --data SPEC (validation data)")
     return analysis
@@ -126,6 +138,10 @@ def run_analysis(src: str, method_name: str, opts: AnalysisOptions, out: str = "
         "input_shape": list(loaded.header.input_shape), "protected": list(loaded.entry.protected),
         "options": chosen, **results,
     }
+    if opts.plot and analysis.figure:
+        from prunecli.analysis import plots
+
+        plots.save(getattr(plots, analysis.figure)(report), opts.plot)
     atomic.write_json(out, report)
     return report
 

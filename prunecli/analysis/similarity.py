@@ -13,7 +13,8 @@ import copy
 
 import torch
 
-from prunecli.cli._output import err, progress, table
+from prunecli.analysis.tables import fitted
+from prunecli.cli._output import err, progress
 from prunecli.errors import UserError
 from prunecli.methods.similarity import phash_bits, select, similarity_sum, tied_layers
 from prunecli.profiling.counts import count
@@ -162,8 +163,9 @@ def plot(layers: list[dict], sweep: list[dict], base_macs: int, path: str) -> No
     ax2.set(xlabel="threshold τ", ylabel="MMACs", title="model MACs after pruning")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from prunecli.analysis.plots import save
+
+    save(fig, path)  # atomic
 
 
 def summary(report: dict):
@@ -171,4 +173,4 @@ def summary(report: dict):
     rows = [[la["name"], la["filters"], la["similarity"]["mean"]] + [p["kept"] for p in la["sweep"]]
             for la in report["layers"]]
     rows.append(["MACs reduction %", "", ""] + [f"{100 * s['macs_reduction']:.1f}" for s in report["sweep"]])
-    return table("filters kept per threshold (similarity graph)", cols, rows)
+    return fitted("filters kept per threshold (similarity graph)", cols, rows, keys=3)

@@ -60,11 +60,13 @@ def human(n: float) -> str:
     return f"{n:.3g}"
 
 
-def progress():
-    """A rich progress bar on stderr (transient on a terminal, silent when piped)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress(eta: bool = False):
+    """A rich progress bar on stderr (transient on a terminal, silent when piped); `eta` adds
+    the expected time left (rich's estimate from the recent pace)."""
+    from rich import progress as rp
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"), console=err, transient=True,
+    left = [rp.TextColumn("left"), rp.TimeRemainingColumn()] if eta else []
+    return rp.Progress(
+        rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), *left,
+        rp.TextColumn("{task.fields[status]}"), console=err, transient=True,
     )

@@ -17,7 +17,7 @@ def analyze(
     max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="use at most N validation batches (per trial for sensitivity; cka) (default: all)")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
     thresholds: Annotated[str, typer.Option("--thresholds", help="comma-separated similarity thresholds τ to sweep (similarity)")] = "0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95",
-    plot: Annotated[str | None, typer.Option("--plot", help="PNG: kept filters and MACs vs τ (similarity); CKA heatmap (cka)")] = None,
+    plot: Annotated[str | None, typer.Option("--plot", help="PNG: accuracy vs filters pruned per layer (sensitivity, Li et al. Fig. 2b); sorted filter norms per layer (magnitude); kept filters and MACs vs τ (similarity); CKA heatmap (cka)")] = None,
     compare: Annotated[str | None, typer.Option("--compare", help="second checkpoint: CKA of A's layers against its layers (cka; default: A against itself)")] = None,
     layers: Annotated[list[str] | None, typer.Option("--layers", help="glob on module names, repeatable (cka; default: every Conv2d/Linear)")] = None,
     batch_size: O.BatchSize = 256,
@@ -32,11 +32,14 @@ def analyze(
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
     magnitude: L1/L2 filter-norm statistics per Conv/Linear layer, the fraction of
-    near-zero filters and the sorted L1 norms (to plot); no data needed.
+    near-zero filters and the sorted L1 norms; --plot draws them per layer, normalised
+    (Li et al. Fig. 2a); no data needed.
 
     sensitivity: prune each layer alone (with the layers coupled to it) at each
     --ratios value, lowest group-L1 filters first, and report top-1 accuracy, the
     drop from the unpruned model and the MACs left; needs --data (validation split).
+    Slow (a trial per layer and ratio): stderr shows the progress and the expected time.
+    --plot draws accuracy vs filters pruned away, one curve per layer (Li et al. Fig. 2b).
 
     similarity (Li et al., PRL 2023): hash each filter's feature maps on --samples
     training images (a random draw seeded by --seed, evaluation transform), and for each τ in --thresholds report per layer the filters the
@@ -56,13 +59,14 @@ def analyze(
     the order the hooks fire, each output read after the forward (so in-place ReLUs show).
 
     The report (JSON, format "prunecli-analysis") goes to -o; with a file, a summary
-    table is printed on stdout (the report itself with --json).
+    table is printed on stdout (the report itself with --json), split into several tables
+    when the sweep is wider than the terminal. --plot writes a PNG.
 
     Examples:
 
       prunecli analyze base.safetensors --method magnitude -o norms.json
 
-      prunecli analyze base.safetensors --method sensitivity --data digits --ratios 0.2,0.5,0.8 -o sens.json
+      prunecli analyze base.safetensors --method sensitivity --data digits --ratios 0.2,0.5,0.8 -o sens.json --plot sens.png
 
       prunecli analyze r56.safetensors --method sensitivity --data cifar10:DIR --max-batches 10 --json -o sens.json
 

@@ -44,6 +44,25 @@ class Dataset:
     crop_pct, crop_mode, mean, std). File-based sets (imagefolder) apply it to the val split;
     in-memory sets (CIFAR, digits) are already at their model's resolution and ignore it."""
     applies_preprocess: bool = False
+    resize: Callable[[tuple[int, int]], Dataset] | None = field(default=None, repr=False)
+    """Families whose resolution follows the model (file-based sets whose spec gives no `?size=N`)
+    set this: the same data at another (height, width). None: the resolution is fixed (in-memory
+    sets, or the spec said `?size=N`)."""
+    transform: str = ""
+    """What the loaders do to an image, in words (the line `for_input` prints)."""
+
+    def for_input(self, input_shape) -> Dataset:
+        """This data at the model's input size (`(C, H, W)`, the registry entry's or the
+        checkpoint's), when the family lets the model choose; else itself, unchanged.
+
+        Commands call it once, right after building the data from the model or checkpoint
+        they use, so the loaders are made at the size the model works at (a 32×32 ResNet-20
+        never sees 224×224 upsampled images); the data registry never imports a model."""
+        if self.resize is None or len(input_shape) != 3:
+            return self
+        sized = self.resize((int(input_shape[1]), int(input_shape[2])))
+        sized.spec, sized.preprocess = self.spec, self.preprocess
+        return sized
 
     def loader(
         self, split: str, batch_size: int, *, train: bool = False, seed: int = 0, workers: int = 0

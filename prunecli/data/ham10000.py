@@ -19,11 +19,12 @@ lesion keeps it in train. `val` is that test split. `seed` here fixes the split 
 depend on (seed, epoch) only, see prunecli/data/imagefolder.py).
 
 Transforms follow the MTP report (Akhtar & Bathula 2023, tauqeer112/MTP_Pruning): resize to
-N×N (N = 224 unless `?size=N`; the 600×450 images are squashed, not cropped), ImageNet mean/std;
+N×N (N = `?size=N`, else the model's input size as imagefolder's (`Dataset.for_input`), 224 when
+no model is known; the 600×450 images are squashed, not cropped), ImageNet mean/std;
 train adds random horizontal and vertical flips. The report's code applied the same random flips
 to its test set too; here the test split is only resized, so evaluation is deterministic. (The
 report also split by CSV row, first 7000 rows train, without lesion grouping.) A model's own
-preprocessing (timm's data config) is not applied: the resolution is `?size=N`.
+preprocessing (timm's data config) is not applied: only its input size is.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ from prunecli.errors import UserError
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 METADATA = "HAM10000_metadata.csv"
 REQUIRED = ("lesion_id", "image_id", "dx")
-USAGE = "ham10000:DIR[?size=224&test=0.2&seed=0]"
+USAGE = "ham10000:DIR[?size=N&test=0.2&seed=0]"
 
 
 @dataclass(frozen=True)
 class Options:
     root: Path
-    size: int = 224
+    size: int | None = None
+    """None: the model's input size (224 without a model)."""
     test: float = 0.2
     seed: int = 0
 
@@ -158,10 +160,10 @@ class LesionImages:
         return self.transform(open_rgb(path)), label  # a bad file: prunecli/data/images.py
 
 
-def transforms(size: int, augment: bool):
+def transforms(size: int | tuple[int, int], augment: bool):
     from torchvision import transforms as T
 
-    steps = [T.Resize((size, size))]
+    steps = [T.Resize((size, size) if isinstance(size, int) else tuple(size))]
     if augment:
         steps += [T.RandomHorizontalFlip(), T.RandomVerticalFlip()]
     return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
@@ -196,13 +198,26 @@ def load_splits(opts: Options) -> dict[str, list[tuple[Path, int]]]:
 def ham10000(arg: str | None) -> Dataset:
     opts = parse_spec(arg)
     splits = load_splits(opts)
+    if opts.size is not None:
+        return _lesions(splits, (opts.size, opts.size), "?size=N", fixed=True)
+    return _lesions(splits, (224, 224), "default: no model given", fixed=False)
+
+
+def _lesions(splits: dict, size: tuple[int, int], source: str, *, fixed: bool) -> Dataset:
+    """The data set at `size` (H, W); unless `fixed`, `resize` remakes it at the model's size."""
     cache: dict = {}
 
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         augment = train and split == "train"  # never random flips on the test split
         if (split, augment) not in cache:
-            cache[split, augment] = LesionImages(splits[split], transforms(opts.size, augment))
+            cache[split, augment] = LesionImages(splits[split], transforms(size, augment))
         return FolderLoader(cache[split, augment], batch_size, train=train, seed=seed, workers=workers)
 
-    return Dataset("ham10000", len(CLASSES), (3, opts.size, opts.size), MEAN, STD, make_loader,
-                   sizes={name: len(samples) for name, samples in splits.items()})
+    def resize(shape: tuple[int, int]) -> Dataset:
+        return _lesions(splits, shape, "the model's input size", fixed=False)
+
+    h, w = size
+    return Dataset("ham10000", len(CLASSES), (3, h, w), MEAN, STD, make_loader,
+                   sizes={name: len(samples) for name, samples in splits.items()},
+                   resize=None if fixed else resize,
+                   transform=f"input {h}×{w} ({source}); resize to {h}×{w}, train: + H and V flips")

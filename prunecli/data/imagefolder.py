@@ -1,8 +1,19 @@
 """`imagefolder:DIR[?size=N]`: ImageNet-style folders (`DIR/train/<class>/*.jpg`, `DIR/val/...`).
 
-Images are decoded by torchvision's `ImageFolder` with the usual ImageNet recipe: train
-RandomResizedCrop(N) + horizontal flip, val Resize(N·256/224) + CenterCrop(N), N = 224 unless
-`?size=N` says otherwise. Classes are the sub-folder names, sorted; train/ and val/ must agree.
+Images are decoded by torchvision's `ImageFolder`. The input size N×N is `?size=N` when the
+spec gives it; otherwise it follows the model (`Dataset.for_input`: the registry entry's
+`input_shape`, timm's `pretrained_cfg` input size, or a checkpoint's recorded `input_shape`),
+224 when no model is known. Transforms by size (`transforms`):
+
+- above 64 px, the ImageNet recipe: train RandomResizedCrop(N) + horizontal flip, val
+  Resize(N·256/224) + CenterCrop(N);
+- up to 64 px (CIFAR's 32, Tiny-ImageNet's 64: `SMALL`), the CIFAR recipe: every image is first
+  brought to N (shorter side resized to N, centre crop; a no-op for files already N×N), then train
+  adds a zero-padded random crop (padding N/8, 4 px at 32) + horizontal flip, val nothing more.
+  RandomResizedCrop would keep as little as 8% of a 32-px image and blow it up, and resizing
+  small images to 224 costs ~50× the compute for no information.
+
+Classes are the sub-folder names, sorted; train/ and val/ must agree.
 
 Determinism for exact resume: the loader's `set_epoch(e)` fixes the shuffling (a generator
 seeded by (seed, epoch)) and every sample's augmentation (the torch RNG is seeded by
@@ -23,14 +34,14 @@ STD = (0.229, 0.224, 0.225)
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def parse_spec(arg: str | None) -> tuple[Path, int]:
-    """`DIR` or `DIR?size=N` → (DIR, N)."""
+def parse_spec(arg: str | None) -> tuple[Path, int | None]:
+    """`DIR` or `DIR?size=N` → (DIR, N); N is None when not given (the model decides)."""
     if not arg:
-        raise UserError("the `imagefolder` data spec needs a folder: imagefolder:DIR[?size=224]")
+        raise UserError("the `imagefolder` data spec needs a folder: imagefolder:DIR[?size=N]")
     path, sep, query = arg.rpartition("?")
     if not sep:
-        return Path(arg).expanduser(), 224
-    size = 224
+        return Path(arg).expanduser(), None
+    size = None
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         if key != "size" or not eq:
@@ -68,14 +79,54 @@ def check_classes(root: Path) -> list[str]:
     return train
 
 
-def transforms(size: int, train: bool):
+def transforms(size: int | tuple[int, int], train: bool):
+    """The family's own transform at `size` (N or (H, W)); small inputs get the CIFAR recipe."""
     from torchvision import transforms as T
 
+    if is_small(size):
+        return small_transforms(hw(size), train)
     if train:
         steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
     else:
-        steps = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
+        steps = [T.Resize(round(min(hw(size)) * 256 / 224)), T.CenterCrop(size)]
     return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+# --- topic `input size` (issue 14): the size follows the model, small images train as CIFAR ---
+
+DEFAULT_SIZE = 224
+SMALL = 64
+"""Inputs whose larger side is at most SMALL px train with a padded random crop (module doc)."""
+
+
+def hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def is_small(size: int | tuple[int, int]) -> bool:
+    return max(hw(size)) <= SMALL
+
+
+def small_transforms(size: tuple[int, int], train: bool):
+    """Bring the image to `size` (shorter side, centre crop; no-op at that size), then train:
+    zero-padded random crop (padding min(H, W)/8) + flip; val: nothing more."""
+    from torchvision import transforms as T
+
+    steps = [T.Resize(min(size)), T.CenterCrop(size)]
+    if train:
+        steps += [T.RandomCrop(size, padding=max(1, min(size) // 8)), T.RandomHorizontalFlip()]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def describe(size: int | tuple[int, int], source: str) -> str:
+    """The resolved input size and the transforms, in one line (printed once per command)."""
+    h, w = hw(size)
+    if is_small(size):
+        how = (f"train: resize to {h}×{w} if needed, random crop with {max(1, min(h, w) // 8)}-px padding + "
+               f"flip; val: resize to {h}×{w} if needed")
+    else:
+        how = f"train: RandomResizedCrop {h}×{w} + flip; val: resize {round(min(h, w) * 256 / 224)} + centre crop"
+    return f"input {h}×{w} ({source}); {how}"
 
 
 def model_transform(cfg: dict):
@@ -167,11 +218,19 @@ class FolderLoader:
 
 
 
-@register_data("imagefolder", usage="imagefolder:DIR[?size=224]",
-               description="DIR/train/<class>/*, DIR/val/<class>/*; ImageNet transforms at size N (224)")
+@register_data("imagefolder", usage="imagefolder:DIR[?size=N]",
+               description="DIR/{train,val}/<class>/*, at the model's input size unless ?size=N; "
+                           "padded crop up to 64 px, ImageNet's above")
 def imagefolder(arg: str | None) -> Dataset:
     root, size = parse_spec(arg)
     classes = check_classes(root)
+    if size is not None:
+        return _folder(root, classes, (size, size), "?size=N", fixed=True)
+    return _folder(root, classes, (DEFAULT_SIZE, DEFAULT_SIZE), "default: no model given", fixed=False)
+
+
+def _folder(root: Path, classes: list[str], size: tuple[int, int], source: str, *, fixed: bool) -> Dataset:
+    """The data set at `size`; unless `fixed` (`?size=N`), `resize` remakes it at the model's size."""
     cache: dict = {}
     sizes: dict[str, int] = {}
 
@@ -190,8 +249,12 @@ def imagefolder(arg: str | None) -> Dataset:
             sizes[split] = len(cache[key])
         return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
 
-    return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes,
-                   applies_preprocess=True)
+    def resize(shape: tuple[int, int]) -> Dataset:
+        return _folder(root, classes, shape, "the model's input size", fixed=False)
+
+    return Dataset("imagefolder", len(classes), (3, *size), MEAN, STD, make_loader, sizes=sizes,
+                   applies_preprocess=True, resize=None if fixed else resize,
+                   transform=describe(size, source))
 
 
 def _is_image(path: str) -> bool:

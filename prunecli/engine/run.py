@@ -24,13 +24,26 @@ def check_classes(header: Header, dataset) -> None:
         )
 
 
-def data_for(header: Header, data_spec: str):
-    """Build `data_spec`, refusing one whose class count differs from the checkpoint's model."""
+def data_for(header: Header, data_spec: str, preprocess: dict | None = None):
+    """Build `data_spec` at the checkpoint's input size (`at_model_size`), refusing data whose
+    class count differs from the checkpoint's model."""
     from prunecli.data import build_data
 
     dataset = build_data(data_spec)
     check_classes(header, dataset)
-    return dataset
+    return at_model_size(dataset, header.input_shape, preprocess)
+
+
+def at_model_size(dataset, input_shape, preprocess: dict | None = None):
+    """`dataset` at the model's input size where the family lets the model choose (imagefolder,
+    ham10000 without `?size=N`), with the resolved size and transforms printed once on stderr;
+    `preprocess` (a timm model's data config) becomes the evaluation transform where it applies."""
+    sized = dataset.for_input(input_shape)
+    sized.preprocess = preprocess
+    if sized.transform:
+        own = "; evaluation transform: the model's own preprocessing" if preprocess and sized.applies_preprocess else ""
+        err.print(f"data: {sized.transform}{own}")
+    return sized
 
 
 def resolve_loss(cfg: TrainConfig, model_name: str) -> TrainConfig:
@@ -82,12 +95,14 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     if init is not None:
         loaded = ckpt.load(init)
         check_classes(loaded.header, dataset)
+        dataset = at_model_size(dataset, loaded.header.input_shape)
         model, header_base, parent_sha = loaded.model, loaded.header, loaded.sha256
     else:
         classes = dataset.num_classes if dataset.task == "classification" else None
         model, entry, kwargs = build_model(model_name, num_classes=classes)
         if entry.task != dataset.task:
             raise UserError(f"model {model_name!r} does {entry.task} but data {dataset.spec!r} is for {dataset.task}")
+        dataset = at_model_size(dataset, entry.input_shape)
         header_base = ckpt.new_header(
             None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
             input_shape=list(dataset.input_shape), num_classes=classes,
@@ -125,6 +140,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     seed_everything(cfg.seed)
     loaded = ckpt.load(src)
     check_classes(loaded.header, dataset)
+    dataset = at_model_size(dataset, loaded.header.input_shape)
     if loaded.header.task == "reconstruction" and (cfg.strategy == "distill") != (teacher is not None):
         raise UserError("--strategy distill needs --teacher (the unpruned model), and only it takes one")
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
@@ -176,7 +192,7 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     dataset = build_data(data_spec)
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
-    dataset.preprocess = model_preprocess(loaded, overrides or {})
+    dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
     loader = dataset.loader(split, batch_size, workers=workers)
     from prunecli.cli._output import progress
 
@@ -200,6 +216,5 @@ def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, b
         raise UserError("this method looks at data: give --data SPEC (training images for calibration)")
     from prunecli.data.calibration import draw
 
-    dataset = data_for(loaded.header, data_spec)
-    dataset.preprocess = model_preprocess(loaded, {})
+    dataset = data_for(loaded.header, data_spec, model_preprocess(loaded, {}))
     return draw(dataset, images, seed=seed, batch_size=batch_size, exact=exact)

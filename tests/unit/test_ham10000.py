@@ -212,7 +212,7 @@ def test_cli_train_evaluate_and_ls(ham, tmp_path):
     assert res.exit_code == 0, res.output + repr(res.exception)
     res = run_cli("evaluate", out, "--data", data, "--device", "cpu", "--json")
     assert res.exit_code == 0, res.output + repr(res.exception)
-    result = json.loads(res.output)
+    result = json.loads(res.stdout)  # stderr says the input size
     assert 0 <= result["top1"] <= 100 and result["samples"] == build_data(data).sizes["val"]
     res = run_cli("ls", "data")
     assert res.exit_code == 0 and "ham10000" in res.output
