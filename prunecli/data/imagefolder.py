@@ -107,8 +107,12 @@ class SeededSamples:
     def __getitem__(self, index: int):
         import torch
 
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-            torch.manual_seed(_mix(self.seed, self.epoch, index))
+        from prunecli.data.timm_aug import python_rngs
+
+        seed = _mix(self.seed, self.epoch, index)
+        # leave the caller's RNG streams untouched; timm's transforms also draw from random/numpy
+        with torch.random.fork_rng(devices=[]), python_rngs(seed):
+            torch.manual_seed(seed)
             try:
                 return self.base[index]
             except UnreadableImage as bad:  # decided in the main process (prunecli/data/images.py)
@@ -167,31 +171,44 @@ class FolderLoader:
 
 
 
-@register_data("imagefolder", usage="imagefolder:DIR[?size=224]",
+@register_data("imagefolder", usage="imagefolder:DIR[?size=224&holdout=N]",
                description="DIR/train/<class>/*, DIR/val/<class>/*; ImageNet transforms at size N (224)")
 def imagefolder(arg: str | None) -> Dataset:
+    from prunecli.data.holdout import take_holdout
+
+    arg, holdout = take_holdout(arg, "imagefolder")
     root, size = parse_spec(arg)
     classes = check_classes(root)
     cache: dict = {}
     sizes: dict[str, int] = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None, train_aug=None):
         from torchvision.datasets import ImageFolder
 
         model_cfg = None if train else preprocess
-        key = (split, train, repr(sorted((model_cfg or {}).items())))
+        key = (split, train, repr(sorted((model_cfg or {}).items())), repr(train_aug))
         if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
             transform = model_transform(model_cfg) if model_cfg else transforms(size, train)
+            if train_aug:  # --randaugment/--reprob: timm's training transform instead
+                from prunecli.data.timm_aug import train_transform
+
+                transform = train_transform(size, MEAN, STD, train_aug)
+            folder = "val" if split == "val" else "train"
             try:
-                cache[key] = ImageFolder(str(root / split), transform=transform, loader=open_rgb,
+                cache[key] = ImageFolder(str(root / folder), transform=transform, loader=open_rgb,
                                          is_valid_file=_is_image)
             except FileNotFoundError as err:
                 raise UserError(f"imagefolder: {err}") from None
+            if holdout and split != "val":
+                from prunecli.data.holdout import carve, restrict
+
+                parts = dict(zip(("train", "holdout"), carve(len(cache[key]), holdout, "imagefolder")))
+                cache[key] = restrict(cache[key], parts[split])
             sizes[split] = len(cache[key])
         return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
 
     return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes,
-                   applies_preprocess=True)
+                   applies_preprocess=True, supports_train_aug=True, holdout=holdout)
 
 
 def _is_image(path: str) -> bool:
