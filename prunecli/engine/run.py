@@ -66,7 +66,7 @@ def _saver(model, out: str, header: Header):
     return save
 
 
-def _set_drop(model, header: Header, cfg: TrainConfig) -> None:
+def apply_drop(model, header: Header, cfg: TrainConfig) -> None:
     """--drop-path/--dropout on the model to train; the header (what reloads) is left as it is."""
     from prunecli.engine.augment import set_drop
 
@@ -108,7 +108,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
         model = ckpt.load(out).model
     entry_ = ckpt.lineage_entry("train", options or cfg.model_dump(), parent_sha)
     header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
-    _set_drop(model, header, cfg)
+    apply_drop(model, header, cfg)
     model.to(device)
     cfg = resolve_loss(cfg, header.model.name)
     err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
@@ -148,7 +148,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
     header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
     model = loaded.model.to(device)
-    _set_drop(model, header, cfg)
+    apply_drop(model, header, cfg)
     cfg = resolve_loss(cfg, loaded.header.model.name)
     distilled = teacher_model is not None and cfg.distill == "hard" and hasattr(model, "set_distilled_training")
     if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher
