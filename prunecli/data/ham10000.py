@@ -222,7 +222,7 @@ def ham10000(arg: str | None) -> Dataset:
                 transform = train_transform(opts.size, MEAN, STD, train_aug)
             cache[split, augment, repr(train_aug)] = LesionImages(splits[split], transform)
         return FolderLoader(cache[split, augment, repr(train_aug)], batch_size, train=train, seed=seed,
-                            workers=workers)
+                            workers=workers, all_rngs=bool(train_aug))
 
     return Dataset("ham10000", len(CLASSES), (3, opts.size, opts.size), MEAN, STD, make_loader,
                    sizes={name: len(samples) for name, samples in splits.items()}, supports_train_aug=True,

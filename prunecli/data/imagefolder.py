@@ -98,8 +98,9 @@ def _mix(*parts: int) -> int:
 class SeededSamples:
     """Wraps a torchvision data set; sample i of epoch e is augmented with seed (seed, e, i)."""
 
-    def __init__(self, base, seed: int):
+    def __init__(self, base, seed: int, all_rngs: bool = False):
         self.base, self.seed, self.epoch = base, seed, 0
+        self.all_rngs = all_rngs  # timm's transforms also draw from `random`/numpy (data/timm_aug.py)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -110,8 +111,8 @@ class SeededSamples:
         from prunecli.data.timm_aug import python_rngs
 
         seed = _mix(self.seed, self.epoch, index)
-        # leave the caller's RNG streams untouched; timm's transforms also draw from random/numpy
-        with torch.random.fork_rng(devices=[]), python_rngs(seed):
+        # leave the caller's RNG streams untouched
+        with torch.random.fork_rng(devices=[]), python_rngs(seed, self.all_rngs):
             torch.manual_seed(seed)
             try:
                 return self.base[index]
@@ -122,11 +123,11 @@ class SeededSamples:
 class FolderLoader:
     """A DataLoader whose order and augmentation are fixed by (seed, epoch); see module doc."""
 
-    def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int):
+    def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int, all_rngs: bool = False):
         import torch
         from torch.utils.data import DataLoader
 
-        self.samples = SeededSamples(base, seed)
+        self.samples = SeededSamples(base, seed, all_rngs)
         self.seed, self.epoch = seed, 0
         self.generator = torch.Generator()
         self.loader = DataLoader(
@@ -205,7 +206,8 @@ def imagefolder(arg: str | None) -> Dataset:
                 parts = dict(zip(("train", "holdout"), carve(len(cache[key]), holdout, "imagefolder")))
                 cache[key] = restrict(cache[key], parts[split])
             sizes[split] = len(cache[key])
-        return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
+        return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers,
+                            all_rngs=bool(train_aug))
 
     return Dataset("imagefolder", len(classes), (3, size, size), MEAN, STD, make_loader, sizes=sizes,
                    applies_preprocess=True, supports_train_aug=True, holdout=holdout)
