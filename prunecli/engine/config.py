@@ -58,7 +58,9 @@ class TrainConfig(BaseModel):
     @field_validator("randaugment")
     @classmethod
     def _randaugment(cls, spec: str | None) -> str | None:
-        from prunecli.engine.augment import check_randaugment
+        if spec is None:
+            return None
+        from prunecli.engine.augment import check_randaugment  # imports torch: only for a given spec
 
         return check_randaugment(spec)
 
