@@ -177,6 +177,15 @@ def test_ham10000_holdout_keeps_lesions_grouped(tmp_path):
     assert not set(groups["train"]) & set(groups["val"]) and not set(groups["test"]) & set(groups["val"])
     base = build_data(f"ham10000:{root}?size=16")
     assert len(groups["train"]) + 4 == base.sizes["train"] and len(groups["test"]) == base.sizes["val"]
+    # timm's training transform on HAM10000 too, seeded per (seed, epoch)
+    ds.train_aug = {"auto_augment": "rand-m9-mstd0.5-inc1", "re_prob": 0.5}
+
+    def epoch(e):
+        loader = ds.loader("train", 8, train=True)
+        loader.set_epoch(e)
+        return _all(loader)[0]
+
+    assert torch.equal(epoch(1), epoch(1)) and not torch.equal(epoch(1), epoch(2))
 
 
 def test_evaluate_split_test_and_val_differ_with_holdout(tmp_path):
