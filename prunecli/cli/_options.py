@@ -29,3 +29,11 @@ Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
 Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
 LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]
 Nesterov = Annotated[bool, typer.Option(help="SGD with Nesterov momentum; --no-nesterov: plain (heavy-ball) momentum, torch's default and the MTP report's")]
+
+# augmentation and regularisation from timm (issue 13: the DeiT/ConvNeXt stack; engine/augment.py)
+RandAugment = Annotated[str | None, typer.Option("--randaugment", help="timm RandAugment spec, e.g. rand-m9-mstd0.5-inc1 (DeiT/ConvNeXt); switches the training transform to timm's create_transform (bicubic RandomResizedCrop, flip, RandAugment). imagefolder and ham10000 only", show_default=False)]
+Reprob = Annotated[float, typer.Option("--reprob", help="random erasing probability (timm, per-pixel noise; DeiT/ConvNeXt 0.25); imagefolder and ham10000 only")]
+Mixup = Annotated[float, typer.Option("--mixup", help="timm Mixup alpha (DeiT 0.8, ConvNeXt 0.2); soft targets with --label-smoothing folded in, SoftTargetCrossEntropy; 0: off")]
+Cutmix = Annotated[float, typer.Option("--cutmix", help="timm CutMix alpha (DeiT/ConvNeXt 1.0); with --mixup, one of the two per batch (switch prob 0.5); 0: off")]
+DropPath = Annotated[float, typer.Option("--drop-path", help="stochastic depth rate (timm's drop_path_rate, per-block linear schedule; timm models only); the checkpoint reloads unchanged")]
+Dropout = Annotated[float, typer.Option("--dropout", help="dropout rate: timm's drop_rate (before the classifier); other models: p of their existing dropout layers")]

@@ -12,7 +12,7 @@ from prunecli.cli import _options as O
 def evaluate(
     checkpoint: O.Ckpt,
     data: O.Data = "digits",
-    split: Annotated[str, typer.Option(help="train or val")] = "val",
+    split: Annotated[str, typer.Option(help="train, val (the holdout when the data spec has holdout=N, else the data set's own val/test split) or test (always the data set's own val/test split)")] = "val",
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     workers: O.Workers = 0,

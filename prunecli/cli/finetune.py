@@ -39,6 +39,13 @@ def finetune(
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
+    # augmentation and regularisation from timm (issue 13)
+    randaugment: O.RandAugment = None,
+    reprob: O.Reprob = 0.0,
+    mixup: O.Mixup = 0.0,
+    cutmix: O.Cutmix = 0.0,
+    drop_path: O.DropPath = 0.0,
+    dropout: O.Dropout = 0.0,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -77,6 +84,7 @@ def finetune(
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
         kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
+        randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path, dropout=dropout,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

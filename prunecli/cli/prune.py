@@ -52,6 +52,13 @@ def prune(
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
     selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
     timeout: Annotated[float, typer.Option(help="seconds allowed for building the dependency graph and pruning together (structured methods; each MAC-search trial counts); past it: one error line, nothing written. 0: no limit")] = 600.0,
+    # augmentation and regularisation from timm for l1-unstructured's fine-tuning (issue 13)
+    randaugment: O.RandAugment = None,
+    reprob: O.Reprob = 0.0,
+    mixup: O.Mixup = 0.0,
+    cutmix: O.Cutmix = 0.0,
+    drop_path: O.DropPath = 0.0,
+    dropout: O.Dropout = 0.0,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -94,6 +101,9 @@ def prune(
     threshold, fold = _zero_groups_options(method, threshold, fold)
     if get_method(method).kind == "unstructured":
         return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
+    if randaugment or reprob or mixup or cutmix or drop_path or dropout:
+        raise UserError("--randaugment/--reprob/--mixup/--cutmix/--drop-path/--dropout are for the fine-tuning "
+                        "of --method l1-unstructured")
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
     chosen = get_method(method, kind="structured")
@@ -168,12 +178,14 @@ def _zero_groups_options(method: str, threshold, fold) -> tuple:
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
                  "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
                  "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
-                 "nesterov", "shared_optimizer")
+                 "nesterov", "shared_optimizer",
+                 "randaugment", "reprob", "mixup", "cutmix", "drop_path", "dropout")
 
 
 def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
                   total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer) -> None:
+                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer,
+                  randaugment, reprob, mixup, cutmix, drop_path, dropout) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
     from prunecli.engine.config import make_config
@@ -190,7 +202,9 @@ def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, in
                       ignore=ignore or [], finetune_epochs=finetune_epochs,
                       total_finetune_epochs=total_finetune_epochs)
     cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov)
+                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov,
+                      randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
+                      dropout=dropout)
     shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
     options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
                "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,

@@ -43,6 +43,13 @@ def train(
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
+    # augmentation and regularisation from timm (issue 13)
+    randaugment: O.RandAugment = None,
+    reprob: O.Reprob = 0.0,
+    mixup: O.Mixup = 0.0,
+    cutmix: O.Cutmix = 0.0,
+    drop_path: O.DropPath = 0.0,
+    dropout: O.Dropout = 0.0,
 ) -> None:
     """Train a model and write a self-describing checkpoint.
 
@@ -88,7 +95,9 @@ def train(
                       normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
                       prox_snap=prox_snap, loss=loss,
                       bn_recalibrate=bn_recalibrate,
-                      nesterov=nesterov, weight_decay_mode=weight_decay_mode)
+                      nesterov=nesterov, weight_decay_mode=weight_decay_mode,
+                      randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
+                      dropout=dropout)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

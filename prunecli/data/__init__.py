@@ -63,24 +63,41 @@ class Dataset:
         sized = self.resize((int(input_shape[1]), int(input_shape[2])))
         sized.spec, sized.preprocess = self.spec, self.preprocess
         return sized
+    # timm training augmentation and held-out validation (issue 13; data/timm_aug.py, data/holdout.py)
+    train_aug: dict[str, Any] | None = None
+    """timm `create_transform` options for the train split (--randaugment/--reprob), set by fit;
+    only families with `supports_train_aug` (per-sample decoding) take them."""
+    supports_train_aug: bool = False
+    holdout: int = 0
+    """`holdout=N`: the family carved N training images into a `holdout` split, which `val` means."""
 
     def loader(
         self, split: str, batch_size: int, *, train: bool = False, seed: int = 0, workers: int = 0
     ) -> Loader:
         """Batches of normalised (x, y); `train` shuffles and augments, deterministically from `seed`.
 
-        `split` is `train` or `val` (`test` is accepted for `val`); families see only those two.
+        `split` is `train`, `val` (the holdout when the spec has `holdout=N`, else the data set's
+        own validation/test split) or `test` (always the data set's own); see `split_name`.
         """
-        return self.make_loader(split_name(split), batch_size, train=train, seed=seed, workers=workers,
-                                preprocess=self.preprocess)
+        extra: dict[str, Any] = {}
+        if train and self.train_aug:
+            if not self.supports_train_aug:
+                raise UserError(f"--randaugment/--reprob work on per-image data (imagefolder, ham10000); "
+                                f"{self.spec} is augmented as whole tensors (its ?aug= option)")
+            extra["train_aug"] = self.train_aug
+        return self.make_loader(split_name(split, self.holdout), batch_size, train=train, seed=seed,
+                                workers=workers, preprocess=self.preprocess, **extra)
 
 
-def split_name(split: str) -> str:
-    if split in ("val", "test"):
+def split_name(split: str, holdout: int = 0) -> str:
+    """The family's split behind a user's: `val` is the holdout when there is one, `test` the own val."""
+    if split == "val":
+        return "holdout" if holdout else "val"
+    if split == "test":
         return "val"
     if split == "train":
         return "train"
-    raise UserError(f"unknown split {split!r}; use train or val")
+    raise UserError(f"unknown split {split!r}; use train, val or test")
 
 
 @dataclass(frozen=True)

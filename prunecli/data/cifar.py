@@ -14,6 +14,8 @@ Options (`prunecli.data.tensor.parse_options`):
 - `norm=dataset` (default): the training set's per-channel mean/std; `norm=half`:
   Normalize(0.5, 0.5), pixels in [−1, 1], as the MTP report. The chosen mean/std are the
   data set's (`Dataset.mean/std`, recorded in a checkpoint's header).
+- `holdout=N`: N seeded training images become the `val` split (selection); train keeps
+  50000−N; the official test set is `test` (prunecli/data/holdout.py).
 
 The files are Python pickles because that is the format CIFAR is distributed in; they are
 unpickled only here, for this data set. Checkpoints are never unpickled (see io/checkpoint.py).
@@ -130,32 +132,48 @@ def class_names(root: Path, layout: Layout) -> list[str]:
 
 def make_dataset(arg: str | None, layout: Layout) -> Dataset:
     """Check the files now (a clear error before any training starts); read them on first use."""
+    from prunecli.data.holdout import take_holdout
     from prunecli.data.tensor import Augment, TensorLoader, split_options
 
+    arg, holdout = take_holdout(arg, layout.name)
     arg, opts = split_options(arg, layout.name)
     root = find_root(arg, layout)
     mean, std = opts.stats(layout.mean, layout.std)
     augment = opts.augment(Augment(pad=4, flip=True))
     cache: dict = {}
-    sizes = {"train": layout.sizes[0], "val": layout.sizes[1]}
+    sizes = {"train": layout.sizes[0] - holdout, "val": layout.sizes[1]}
+    if holdout:
+        sizes["holdout"] = holdout
 
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if split not in cache:
-            cache[split] = read_split(root, layout, split)
-            sizes[split] = len(cache[split][1])  # the real count (a subset or a fake set may differ)
+            cache.update(_read(root, layout, "val" if split == "val" else "train", holdout))
+            sizes.update({k: len(v[1]) for k, v in cache.items()})  # the real counts (a fake set may differ)
         x, y = cache[split]
         return TensorLoader(x, y, batch_size, mean, std, train=train, augment=augment, seed=seed)
 
-    return Dataset(layout.name, layout.num_classes, (3, 32, 32), mean, std, make_loader, sizes=sizes)
+    return Dataset(layout.name, layout.num_classes, (3, 32, 32), mean, std, make_loader, sizes=sizes,
+                   holdout=holdout)
 
 
-@register_data("cifar10", usage="cifar10:DIR[?aug=crop|shift|none&norm=dataset|half]",
+def _read(root: Path, layout: Layout, split: str, holdout: int) -> dict:
+    """{split: tensors}; the train files give `train` and, with `holdout=N`, `holdout` (data/holdout.py)."""
+    x, y = read_split(root, layout, split)
+    if split != "train" or not holdout:
+        return {split: (x, y)}
+    from prunecli.data.holdout import carve
+
+    keep, held = carve(len(y), holdout, layout.name)
+    return {"train": (x[keep], y[keep]), "holdout": (x[held], y[held])}
+
+
+@register_data("cifar10", usage="cifar10:DIR[?aug=crop|shift|none&norm=dataset|half&holdout=N]",
                description="CIFAR-10 python batches; DIR = cifar-10-batches-py or its parent; 50000/10000")
 def cifar10(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR10)
 
 
-@register_data("cifar100", usage="cifar100:DIR[?aug=crop|shift|none&norm=dataset|half]",
+@register_data("cifar100", usage="cifar100:DIR[?aug=crop|shift|none&norm=dataset|half&holdout=N]",
                description="CIFAR-100, fine labels; DIR = cifar-100-python or its parent; 50000/10000")
 def cifar100(arg: str | None) -> Dataset:
     return make_dataset(arg, CIFAR100)

@@ -6,7 +6,8 @@ unchanged. The split is fixed (stratified, 80/20, seed 0), so numbers compare ac
 `digits?aug=crop|shift|none&norm=dataset|half` takes CIFAR's options (prunecli.data.tensor),
 so recipes can run their reference data settings on it offline: `crop` (default) is a pad-2
 random crop without flip (a mirrored digit is another glyph), `shift` Keras' shift 0.1 +
-horizontal flip as on CIFAR, `none` no augmentation; `half` normalises with 0.5/0.5.
+horizontal flip as on CIFAR, `none` no augmentation; `half` normalises with 0.5/0.5; and
+`holdout=N` as CIFAR (N of the 1437 training images become `val`; `test` is the 360).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ def _tensors():
     return {"train": (x[tr], y[tr]), "val": (x[va], y[va])}
 
 
-@register_data("digits", usage="digits[?aug=crop|shift|none&norm=dataset|half]",
+@register_data("digits", usage="digits[?aug=crop|shift|none&norm=dataset|half&holdout=N]",
                description="scikit-learn digits, 32×32 RGB, 1437/360 split (offline)")
 def digits(arg: str | None) -> Dataset:
+    from prunecli.data.holdout import carve, take_holdout
     from prunecli.data.tensor import Augment, TensorLoader, split_options
 
+    arg, holdout = take_holdout(arg, "digits")
     rest, opts = split_options(arg, "digits")
     if rest:
         raise UserError("the `digits` data spec takes no argument, only options: digits?aug=none&norm=half")
@@ -48,8 +51,13 @@ def digits(arg: str | None) -> Dataset:
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if not cache:
             cache.update(_tensors())
+            if holdout:  # holdout=N: N training images become the val split (prunecli/data/holdout.py)
+                x, y = cache["train"]
+                keep, held = carve(len(y), holdout, "digits")
+                cache.update(train=(x[keep], y[keep]), holdout=(x[held], y[held]))
         x, y = cache[split]
         return TensorLoader(x, y, batch_size, mean, std, train=train, augment=augment, seed=seed)
 
-    return Dataset("digits", 10, (3, 32, 32), mean, std, make_loader, sizes={"train": 1437, "val": 360})
+    sizes = {"train": 1437 - holdout, "val": 360, **({"holdout": holdout} if holdout else {})}
+    return Dataset("digits", 10, (3, 32, 32), mean, std, make_loader, sizes=sizes, holdout=holdout)
 

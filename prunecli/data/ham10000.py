@@ -15,7 +15,8 @@ lesions are sorted by id (the CSV's row order does not matter), shuffled by a ge
 by (`seed`, class) and the first round(test·n) of them, at least 1 and at most n−1 when the
 class has n ≥ 2 lesions, become the test split (default test=0.2, seed=0); a class with a single
 lesion keeps it in train. `val` is that test split. `seed` here fixes the split only; training's
-`--seed` fixes shuffling and augmentation (the loader's determinism is imagefolder's: batches
+`--seed` fixes shuffling and augmentation; `holdout=N` carves about N training images, whole
+lesions, into the `val` split used for selection (`test` is then the split above; data/holdout.py) (the loader's determinism is imagefolder's: batches
 depend on (seed, epoch) only, see prunecli/data/imagefolder.py).
 
 Transforms follow the MTP report (Akhtar & Bathula 2023, tauqeer112/MTP_Pruning): resize to
@@ -43,7 +44,7 @@ from prunecli.errors import UserError
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 METADATA = "HAM10000_metadata.csv"
 REQUIRED = ("lesion_id", "image_id", "dx")
-USAGE = "ham10000:DIR[?size=N&test=0.2&seed=0]"
+USAGE = "ham10000:DIR[?size=N&test=0.2&seed=0&holdout=N]"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def parse_spec(arg: str | None) -> Options:
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         if key not in ("size", "test", "seed") or not eq:
-            raise UserError(f"bad ham10000 option {item!r}; options are size=N, test=F, seed=S")
+            raise UserError(f"bad ham10000 option {item!r}; options are size=N, test=F, seed=S, holdout=N")
         if key == "size":
             values["size"] = parse_size(value, "ham10000")
         elif key == "test":
@@ -169,8 +170,9 @@ def transforms(size: int | tuple[int, int], augment: bool):
     return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
-def load_splits(opts: Options) -> dict[str, list[tuple[Path, int]]]:
-    """Check the folder, the metadata and every image now; → {"train": [...], "val": [...]}, by image id."""
+def load_splits(opts: Options, holdout: int = 0) -> dict[str, list[tuple[Path, int]]]:
+    """Check the folder, the metadata and every image now; → {"train": [...], "val": [...]}, by image id,
+    and with `holdout` N a "holdout" split of about N train images, whole lesions, carved out of train."""
     root = opts.root
     if not root.is_dir():
         raise UserError(f"ham10000: folder not found: {root}")
@@ -185,10 +187,19 @@ def load_splits(opts: Options) -> dict[str, list[tuple[Path, int]]]:
                         f"under {root} (first: {missing[0]}.jpg)")
     test_lesions = split_lesions(rows, opts.test, opts.seed)
     splits: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
+    train_lesions: list[str] = []
     for image, lesion, label in sorted(rows):
         splits["val" if lesion in test_lesions else "train"].append((images[image], label))
+        if lesion not in test_lesions:
+            train_lesions.append(lesion)
     if not splits["val"]:
         raise UserError(f"ham10000: the test split is empty (no class in {csv_path} has 2 or more lesions)")
+    if holdout:  # holdout=N: whole lesions out of train (prunecli/data/holdout.py)
+        from prunecli.data.holdout import carve_groups
+
+        keep, held = carve_groups(train_lesions, holdout, "ham10000")
+        train = splits["train"]
+        splits["train"], splits["holdout"] = [train[i] for i in keep], [train[i] for i in held]
     return splits
 
 
@@ -196,28 +207,37 @@ def load_splits(opts: Options) -> dict[str, list[tuple[Path, int]]]:
                description="HAM10000 skin lesions, 7 dx classes; lesion-grouped stratified test split; "
                            "N×N resize, train H+V flips")
 def ham10000(arg: str | None) -> Dataset:
+    from prunecli.data.holdout import take_holdout
+
+    arg, holdout = take_holdout(arg, "ham10000")
     opts = parse_spec(arg)
-    splits = load_splits(opts)
+    splits = load_splits(opts, holdout)
     if opts.size is not None:
-        return _lesions(splits, (opts.size, opts.size), "?size=N", fixed=True)
-    return _lesions(splits, (224, 224), "default: no model given", fixed=False)
+        return _lesions(splits, (opts.size, opts.size), "?size=N", fixed=True, holdout=holdout)
+    return _lesions(splits, (224, 224), "default: no model given", fixed=False, holdout=holdout)
 
 
-def _lesions(splits: dict, size: tuple[int, int], source: str, *, fixed: bool) -> Dataset:
+def _lesions(splits: dict, size: tuple[int, int], source: str, *, fixed: bool, holdout: int = 0) -> Dataset:
     """The data set at `size` (H, W); unless `fixed`, `resize` remakes it at the model's size."""
     cache: dict = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None, train_aug=None):
         augment = train and split == "train"  # never random flips on the test split
-        if (split, augment) not in cache:
-            cache[split, augment] = LesionImages(splits[split], transforms(size, augment))
-        return FolderLoader(cache[split, augment], batch_size, train=train, seed=seed, workers=workers)
+        if (split, augment, repr(train_aug)) not in cache:
+            transform = transforms(size, augment)
+            if augment and train_aug:  # --randaugment/--reprob: timm's training transform instead
+                from prunecli.data.timm_aug import train_transform
+
+                transform = train_transform(size, MEAN, STD, train_aug)
+            cache[split, augment, repr(train_aug)] = LesionImages(splits[split], transform)
+        return FolderLoader(cache[split, augment, repr(train_aug)], batch_size, train=train, seed=seed,
+                            workers=workers, all_rngs=bool(train_aug))
 
     def resize(shape: tuple[int, int]) -> Dataset:
-        return _lesions(splits, shape, "the model's input size", fixed=False)
+        return _lesions(splits, shape, "the model's input size", fixed=False, holdout=holdout)
 
     h, w = size
     return Dataset("ham10000", len(CLASSES), (3, h, w), MEAN, STD, make_loader,
                    sizes={name: len(samples) for name, samples in splits.items()},
-                   resize=None if fixed else resize,
+                   resize=None if fixed else resize, supports_train_aug=True, holdout=holdout,
                    transform=f"input {h}×{w} ({source}); resize to {h}×{w}, train: + H and V flips")

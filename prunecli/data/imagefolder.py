@@ -149,8 +149,9 @@ def _mix(*parts: int) -> int:
 class SeededSamples:
     """Wraps a torchvision data set; sample i of epoch e is augmented with seed (seed, e, i)."""
 
-    def __init__(self, base, seed: int):
+    def __init__(self, base, seed: int, all_rngs: bool = False):
         self.base, self.seed, self.epoch = base, seed, 0
+        self.all_rngs = all_rngs  # timm's transforms also draw from `random`/numpy (data/timm_aug.py)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -158,8 +159,12 @@ class SeededSamples:
     def __getitem__(self, index: int):
         import torch
 
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-            torch.manual_seed(_mix(self.seed, self.epoch, index))
+        from prunecli.data.timm_aug import python_rngs
+
+        seed = _mix(self.seed, self.epoch, index)
+        # leave the caller's RNG streams untouched
+        with torch.random.fork_rng(devices=[]), python_rngs(seed, self.all_rngs):
+            torch.manual_seed(seed)
             try:
                 return self.base[index]
             except UnreadableImage as bad:  # decided in the main process (prunecli/data/images.py)
@@ -169,11 +174,11 @@ class SeededSamples:
 class FolderLoader:
     """A DataLoader whose order and augmentation are fixed by (seed, epoch); see module doc."""
 
-    def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int):
+    def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int, all_rngs: bool = False):
         import torch
         from torch.utils.data import DataLoader
 
-        self.samples = SeededSamples(base, seed)
+        self.samples = SeededSamples(base, seed, all_rngs)
         self.seed, self.epoch = seed, 0
         self.generator = torch.Generator()
         self.loader = DataLoader(
@@ -218,43 +223,59 @@ class FolderLoader:
 
 
 
-@register_data("imagefolder", usage="imagefolder:DIR[?size=N]",
+@register_data("imagefolder", usage="imagefolder:DIR[?size=N&holdout=N]",
                description="DIR/{train,val}/<class>/*, at the model's input size unless ?size=N; "
                            "padded crop up to 64 px, ImageNet's above")
 def imagefolder(arg: str | None) -> Dataset:
+    from prunecli.data.holdout import take_holdout
+
+    arg, holdout = take_holdout(arg, "imagefolder")
     root, size = parse_spec(arg)
     classes = check_classes(root)
     if size is not None:
-        return _folder(root, classes, (size, size), "?size=N", fixed=True)
-    return _folder(root, classes, (DEFAULT_SIZE, DEFAULT_SIZE), "default: no model given", fixed=False)
+        return _folder(root, classes, (size, size), "?size=N", fixed=True, holdout=holdout)
+    return _folder(root, classes, (DEFAULT_SIZE, DEFAULT_SIZE), "default: no model given", fixed=False,
+                   holdout=holdout)
 
 
-def _folder(root: Path, classes: list[str], size: tuple[int, int], source: str, *, fixed: bool) -> Dataset:
+def _folder(root: Path, classes: list[str], size: tuple[int, int], source: str, *, fixed: bool,
+            holdout: int = 0) -> Dataset:
     """The data set at `size`; unless `fixed` (`?size=N`), `resize` remakes it at the model's size."""
     cache: dict = {}
     sizes: dict[str, int] = {}
 
-    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
+    def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None, train_aug=None):
         from torchvision.datasets import ImageFolder
 
         model_cfg = None if train else preprocess
-        key = (split, train, repr(sorted((model_cfg or {}).items())))
+        key = (split, train, repr(sorted((model_cfg or {}).items())), repr(train_aug))
         if key not in cache:  # scanning a large tree takes seconds: once per (split, transform)
             transform = model_transform(model_cfg) if model_cfg else transforms(size, train)
+            if train_aug:  # --randaugment/--reprob: timm's training transform instead
+                from prunecli.data.timm_aug import train_transform
+
+                transform = train_transform(size, MEAN, STD, train_aug)
+            folder = "val" if split == "val" else "train"
             try:
-                cache[key] = ImageFolder(str(root / split), transform=transform, loader=open_rgb,
+                cache[key] = ImageFolder(str(root / folder), transform=transform, loader=open_rgb,
                                          is_valid_file=_is_image)
             except FileNotFoundError as err:
                 raise UserError(f"imagefolder: {err}") from None
+            if holdout and split != "val":
+                from prunecli.data.holdout import carve, restrict
+
+                parts = dict(zip(("train", "holdout"), carve(len(cache[key]), holdout, "imagefolder")))
+                cache[key] = restrict(cache[key], parts[split])
             sizes[split] = len(cache[key])
-        return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers)
+        return FolderLoader(cache[key], batch_size, train=train, seed=seed, workers=workers,
+                            all_rngs=bool(train_aug))
 
     def resize(shape: tuple[int, int]) -> Dataset:
-        return _folder(root, classes, shape, "the model's input size", fixed=False)
+        return _folder(root, classes, shape, "the model's input size", fixed=False, holdout=holdout)
 
     return Dataset("imagefolder", len(classes), (3, *size), MEAN, STD, make_loader, sizes=sizes,
                    applies_preprocess=True, resize=None if fixed else resize,
-                   transform=describe(size, source))
+                   transform=describe(size, source), supports_train_aug=True, holdout=holdout)
 
 
 def _is_image(path: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TrainConfig(BaseModel):
@@ -46,6 +46,23 @@ class TrainConfig(BaseModel):
     weight_decay_mode: Literal["all", "keras"] = Field(
         "all", description="all: weight_decay on every parameter; keras: Keras l2(λ), a gradient 2λw on the "
         "regularised kernels only")
+    # augmentation and regularisation from timm (issue 13: the DeiT/ConvNeXt stack; engine/augment.py)
+    randaugment: str | None = Field(None, description="timm RandAugment spec (rand-m9-mstd0.5-inc1); "
+                                    "file-based data (imagefolder, ham10000)")
+    reprob: float = Field(0.0, ge=0, le=1, description="random erasing probability (timm, file-based data)")
+    mixup: float = Field(0.0, ge=0, description="timm Mixup alpha (0: off)")
+    cutmix: float = Field(0.0, ge=0, description="timm CutMix alpha (0: off)")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="stochastic depth rate (timm drop_path_rate)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier (timm drop_rate)")
+
+    @field_validator("randaugment")
+    @classmethod
+    def _randaugment(cls, spec: str | None) -> str | None:
+        if spec is None:
+            return None
+        from prunecli.engine.augment import check_randaugment  # imports torch: only for a given spec
+
+        return check_randaugment(spec)
 
 
 def make_config(**kwargs) -> TrainConfig:
@@ -58,7 +75,8 @@ def make_config(**kwargs) -> TrainConfig:
         return TrainConfig(**kwargs)
     except ValidationError as error:
         first = error.errors()[0]
-        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {msg}") from None
 
 
 def parse_milestones(text: str | None) -> list[int]:

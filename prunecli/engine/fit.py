@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from prunecli.cli._output import err, progress
+from prunecli.engine.augment import cross_entropy
 from prunecli.engine.config import TrainConfig
 from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, recalibrate_bn, train_one_epoch
 from prunecli.engine.optim import make_optimizer, make_scheduler
@@ -66,6 +66,10 @@ def fit(
     `optimizer`: continue with this one (its state kept) instead of a new one from `cfg`; the LR
     schedule restarts from the groups' `initial_lr` (unstructured pruning's shared optimizer).
     """
+    from prunecli.engine import augment
+
+    dataset.train_aug = augment.train_aug(cfg)  # --randaugment/--reprob (file-based families)
+    mix = augment.mixer(cfg, dataset)  # --mixup/--cutmix
     train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     recon = dataset.task == "reconstruction"
     val_loader = dataset.loader("val", cfg.batch_size if recon else max(cfg.batch_size, 256), workers=cfg.workers)
@@ -96,11 +100,13 @@ def fit(
                 err.print(f"stopping after {done} epoch(s) as asked; continue with --resume")
                 break
             train_loader.set_epoch(epoch)
+            if mix is not None:
+                mix.set_epoch(epoch)
             bar.reset(task, total=len(train_loader), description=f"epoch {epoch + 1}/{cfg.epochs}")
             t0 = time.perf_counter()
             train_loss, seen = train_one_epoch(
                 model, train_loader, optimizer, scheduler, device, loss_fn, teacher,
-                on_step=lambda: bar.advance(task),
+                on_step=lambda: bar.advance(task), mix=mix,
             )
             secs = time.perf_counter() - t0
             if cfg.bn_recalibrate:
@@ -151,4 +157,4 @@ def _loss(cfg: TrainConfig, teacher):
         return lambda s, y, t: hard_distill_loss(s, t, y, cfg.kd_alpha, cfg.label_smoothing)
     if teacher is not None:
         return lambda s, y, t: kd_loss(s, t, y, cfg.kd_alpha, cfg.kd_temperature, cfg.label_smoothing)
-    return lambda s, y: F.cross_entropy(s, y, label_smoothing=cfg.label_smoothing)
+    return lambda s, y: cross_entropy(s, y, cfg.label_smoothing)  # Mixup's soft targets or labels

@@ -11,10 +11,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from prunecli.engine.augment import cross_entropy
+
 
 def kd_loss(student_logits, teacher_logits, targets, alpha: float, temperature: float, label_smoothing=0.0):
-    """Hinton et al. 2015: (1-α)·CE + α·T²·KL(softmax(t/T) ‖ softmax(s/T))."""
-    ce = F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing)
+    """Hinton et al. 2015: (1-α)·CE + α·T²·KL(softmax(t/T) ‖ softmax(s/T)).
+
+    `targets` may be Mixup's soft targets (smoothing folded in); the KL term is ours (batchmean),
+    not DeiT's soft variant (sum over the logits' numel)."""
+    ce = cross_entropy(student_logits, targets, label_smoothing)
     t = temperature
     kl = F.kl_div(
         F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
@@ -27,22 +32,27 @@ def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_
     """Touvron et al. 2021 (DeiT) hard distillation: (1-α)·CE(cls, y) + α·CE(dist, argmax teacher).
 
     A DeiT with a distillation token trains its two heads separately (`student_out` is then the
-    pair (cls, dist)); any other student uses its one output for both terms.
+    pair (cls, dist)); any other student uses its one output for both terms. As DeiT's
+    DistillationLoss, label smoothing (or Mixup's soft targets, smoothing folded in) applies to the
+    CE(cls, y) term only.
     """
     cls, dist = student_out if isinstance(student_out, tuple) else (student_out, student_out)
-    ce = F.cross_entropy(cls, targets, label_smoothing=label_smoothing)
+    ce = cross_entropy(cls, targets, label_smoothing)
     return (1 - alpha) * ce + alpha * F.cross_entropy(dist, teacher_logits.argmax(dim=1))
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, device: str, loss_fn: Callable, teacher=None, on_step=None
+    model, loader, optimizer, scheduler, device: str, loss_fn: Callable, teacher=None, on_step=None, mix=None
 ) -> tuple[float, int]:
-    """Returns (mean loss, samples seen)."""
+    """Returns (mean loss, samples seen). `mix` (engine/augment.py Mixer) mixes each batch on the
+    device before the model (and the teacher) see it."""
     model.train()
     total = torch.zeros((), device=device)
     count = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if mix is not None:
+            x, y = mix(x, y)
         logits = model(x)
         t_logits = None
         if teacher is not None:

@@ -79,6 +79,14 @@ def _saver(model, out: str, header: Header):
     return save
 
 
+def apply_drop(model, header: Header, cfg: TrainConfig) -> None:
+    """--drop-path/--dropout on the model to train; the header (what reloads) is left as it is."""
+    from prunecli.engine.augment import set_drop
+
+    if set_drop(model, header.model.name, header.model.kwargs, cfg.drop_path, cfg.dropout):
+        err.print(f"drop path {cfg.drop_path:g}, dropout {cfg.dropout:g} (training only; identity in eval)")
+
+
 def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: str, *,
           init: str | None = None, resume: bool = False, stop_after: int | None = None,
           options: dict | None = None) -> dict:
@@ -115,6 +123,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
         model = ckpt.load(out).model
     entry_ = ckpt.lineage_entry("train", options or cfg.model_dump(), parent_sha)
     header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
+    apply_drop(model, header, cfg)
     model.to(device)
     cfg = resolve_loss(cfg, header.model.name)
     err.print(f"training {header.model.name} on {dataset.spec} ({device}, {cfg.epochs} epochs)")
@@ -155,6 +164,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
     header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
     model = loaded.model.to(device)
+    apply_drop(model, header, cfg)
     cfg = resolve_loss(cfg, loaded.header.model.name)
     distilled = teacher_model is not None and cfg.distill == "hard" and hasattr(model, "set_distilled_training")
     if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher

@@ -80,9 +80,10 @@ def timm_entry(name: str) -> ModelEntry:
     protected=("head",),
     tiny=True,
 )
-def vit_tiny_test(num_classes: int = 10):
+def vit_tiny_test(num_classes: int = 10, **timm_kwargs: Any):  # timm_kwargs: drop_path_rate, drop_rate
     return VisionTransformer(
-        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes
+        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes,
+        **timm_kwargs,
     )
 
 
@@ -93,9 +94,10 @@ def vit_tiny_test(num_classes: int = 10):
     protected=("head", "head_dist"),
     tiny=True,
 )
-def deit_distilled_tiny_test(num_classes: int = 10):
+def deit_distilled_tiny_test(num_classes: int = 10, **timm_kwargs: Any):
     return VisionTransformerDistilled(
-        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes
+        img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=num_classes,
+        **timm_kwargs,
     )
 
 
@@ -106,8 +108,8 @@ def deit_distilled_tiny_test(num_classes: int = 10):
     protected=("head.fc",),
     tiny=True,
 )
-def convnext_tiny_test(num_classes: int = 10):
-    return ConvNeXt(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_classes=num_classes)
+def convnext_tiny_test(num_classes: int = 10, **timm_kwargs: Any):
+    return ConvNeXt(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_classes=num_classes, **timm_kwargs)
 
 
 # Tiny configurations of the families `pruning/timm_blocks.py` extends (tests; 32×32 inputs).

@@ -193,6 +193,10 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     dataset = data_for(header, data) if needs_data else None
     device = resolve_device(device)
     seed_everything(cfg.seed)
+    if needs_data:  # --drop-path/--dropout for the fine-tuning; the header is unchanged
+        from prunecli.engine.run import apply_drop
+
+        apply_drop(model, header, cfg)
     model.to(device)
     dense = count(model, header.input_shape, device)
     lineage = [*header.lineage, ckpt.lineage_entry("prune", {"method": method.name, **options}, loaded.sha256)]

@@ -187,6 +187,10 @@ def main(out: Path) -> None:
           "`prunecli profile` (Torch-Pruning's counter: BN, biases, pooling included). Reductions are against "
           "each run's own baseline. Paper: its README tables (baseline sizes implied by its reductions; no "
           "baseline accuracy is stated).\n")
+    if out.name.endswith("holdout") or any('holdout=' in load(p).get("data", "") for p in out.rglob("eval.json")):
+        print("PROTOCOL=holdout: the epoch logs (*best*) are on the held-out training images, and the kept "
+              "epoch is the best there (`--select best`); *last* is that model on the test set "
+              "(`evaluate --split test`), the number to report.\n")
     print(markdown(rows))
     print("\nRuns:\n")
     for name, modes in facts.items():

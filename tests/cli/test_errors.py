@@ -191,6 +191,21 @@ CASES |= {  # every other subcommand's own validation
                            "--sparsity"),
     "prune bad timeout": (["prune", "{ckpt}", "--ratio", "0.5", "--timeout", "-1", *OUT], "--timeout"),
 }
+CASES |= {  # timm augmentation/regularisation and holdout=N (issue 13)
+    "train bad randaugment section": ([*TRAIN, "--data", SYNTH, "--randaugment", "rand-q9"], "--randaugment"),
+    "train randaugment not rand": ([*TRAIN, "--data", SYNTH, "--randaugment", "autoaug"], "not a RandAugment"),
+    "train randaugment on tensors": ([*TRAIN, "--data", SYNTH, "--randaugment", "rand-m9"], "per-image data"),
+    "train reprob above 1": ([*TRAIN, "--data", SYNTH, "--reprob", "1.5"], "--reprob"),
+    "train negative mixup": ([*TRAIN, "--data", SYNTH, "--mixup", "-1"], "--mixup"),
+    "train negative cutmix": ([*TRAIN, "--data", SYNTH, "--cutmix", "-0.5"], "--cutmix"),
+    "train drop-path 1": ([*TRAIN, "--data", SYNTH, "--drop-path", "1"], "--drop-path"),
+    "train dropout without dropout layers": ([*TRAIN, "--data", SYNTH, "--dropout", "0.1"], "no dropout layer"),
+    "finetune drop-path on a CIFAR ResNet": ([*FT, "--data", SYNTH, "--drop-path", "0.1"], "only timm models"),
+    "cifar10: bad holdout": ([*TRAIN, "--data", "cifar10:{d[c10_shape]}?holdout=abc"], "holdout must be"),
+    "imagefolder: holdout too large": ([*TRAIN, "--data", "imagefolder:{d[imf_2cls]}?size=16&holdout=100000"],
+                                       "leaves no training images"),
+    "ham10000: holdout 0": ([*TRAIN, "--data", "ham10000:{d[ham_bad_image]}?holdout=0"], "holdout must be"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),

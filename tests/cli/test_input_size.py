@@ -114,3 +114,13 @@ def test_ham10000_follows_the_model(tmp_path, capsys):
     shape, err = _train("resnet20", f"ham10000:{root}", tmp_path / "ham.safetensors", capsys)
     assert shape == [3, 32, 32] and "data: input 32×32 (the model's input size)" in err
     assert build_data(f"ham10000:{root}?size=24").for_input((3, 32, 32)).input_shape == (3, 24, 24)
+
+
+def test_holdout_survives_the_resize_to_the_model(folder):
+    """`holdout=N` and the model's size compose: the resized data keeps the same carved split."""
+    data = build_data(f"imagefolder:{folder}?holdout=4")
+    sized = data.for_input((3, 32, 32))
+    assert sized is not data and sized.holdout == 4 and sized.input_shape == (3, 32, 32)
+    train, held = sized.loader("train", 64), sized.loader("val", 64)
+    assert len(train.targets()) == 8 and len(held.targets()) == 4
+    assert len(sized.loader("test", 64).targets()) == 6
