@@ -39,6 +39,8 @@ def finetune(
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
+    sync_bn: O.SyncBn = True,
+    repeated_aug: O.RepeatedAug = False,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -77,6 +79,7 @@ def finetune(
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, workers=workers,
         kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
+        sync_bn=sync_bn, repeated_aug=repeated_aug,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

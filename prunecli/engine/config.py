@@ -46,6 +46,10 @@ class TrainConfig(BaseModel):
     weight_decay_mode: Literal["all", "keras"] = Field(
         "all", description="all: weight_decay on every parameter; keras: Keras l2(λ), a gradient 2λw on the "
         "regularised kernels only")
+    # multi-process training (torchrun / DDP) and repeated augmentation — prunecli/engine/dist.py
+    sync_bn: bool = Field(True, description="under torchrun on CUDA, BatchNorm statistics over the global batch")
+    repeated_aug: bool = Field(False, description="timm's RepeatAugSampler: 3 differently augmented copies of "
+                               "each sample, dealt to different processes (changes the sample stream)")
 
 
 def make_config(**kwargs) -> TrainConfig:

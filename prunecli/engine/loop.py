@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from prunecli.engine import dist
+
 
 def kd_loss(student_logits, teacher_logits, targets, alpha: float, temperature: float, label_smoothing=0.0):
     """Hinton et al. 2015: (1-α)·CE + α·T²·KL(softmax(t/T) ‖ softmax(s/T))."""
@@ -55,7 +57,8 @@ def train_one_epoch(
         else:
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        weight = getattr(loader, "batch_weight", 1.0)  # torchrun: uneven last batch (prunecli/data/shard.py)
+        (loss if weight == 1.0 else loss * weight).backward()
         optimizer.step()
         scheduler.step()
         total += loss.detach() * len(y)
@@ -85,6 +88,10 @@ def evaluate(model, loader, device: str, on_step=None) -> dict[str, float]:
         n += len(y)
         if on_step is not None:
             on_step()
+    if dist.context().distributed:  # every rank evaluated its own slice: the sums over all ranks
+        sums = dist.all_reduce_sum(torch.stack([loss.double(), top1.double(), top5.double(),
+                                                torch.tensor(float(n), dtype=torch.float64, device=device)]))
+        loss, top1, top5, n = sums[0], sums[1], sums[2], int(sums[3])
     n = max(1, n)
     return {"top1": 100 * float(top1) / n, "top5": 100 * float(top5) / n, "loss": float(loss) / n, "samples": n}
 
