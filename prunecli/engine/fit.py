@@ -117,8 +117,10 @@ def fit(
                 )
                 train_loss, seen = _reduce_loss(train_loss, seen, device)
                 secs = time.perf_counter() - t0
-                if cfg.bn_recalibrate:
-                    recalibrate_bn(model, _loader(dataset, "train", cfg.batch_size, cfg), cfg.bn_recalibrate, device)
+                if cfg.bn_recalibrate:  # every rank the same N whole batches, plain BN: one process's statistics
+                    with wrapped.plain():
+                        recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
+                                       cfg.bn_recalibrate, device)
                 val, summary = _validate(model, val_loader, device, cfg, recon)
                 metrics = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()
                                                                            if k != "samples"},
