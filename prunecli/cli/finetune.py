@@ -56,6 +56,9 @@ def finetune(
 
       prunecli finetune deq_p40.safetensors --data fastmri:DIR --strategy selfsup --optimizer adam --lr 1e-5 --select val_dc -o deq_ss.safetensors
 
+    Under torchrun (`torchrun --nproc_per_node N -m prunecli finetune ...`) the run is
+    DistributedDataParallel: --batch-size is the global batch, rank 0 writes.
+
     Reconstruction models (MBDL, Park et al.): --strategy supervised | distill (with --teacher)
     | selfsup; distill and selfsup never read the ground truth (background from the coil maps,
     selection by --select val_dc).

@@ -291,3 +291,25 @@ def test_repeated_aug_trains_in_one_process_and_is_recorded(tmp_path):
     assert r.exit_code == 0, r.output
     options = ckpt.load(out).header.lineage[-1].options
     assert options["repeated_aug"] is True and options["world_size"] == 1 and options["sync_bn"] is True
+
+
+# ------------------------------------------------------------- recipes: NPROC
+
+
+@pytest.mark.parametrize("recipe", ["demo", "gsparsity", "isomorphic", "mbdl", "graphical-similarity",
+                                    "mtp-layer-similarity"])
+def test_recipes_run_training_through_torchrun_with_nproc_and_unchanged_without(recipe, tmp_path):
+    root = Path(__file__).resolve().parents[2] / "recipes" / recipe
+
+    def dry(*extra):
+        res = subprocess.run(["make", "-n", "-C", str(root), "SMOKE=1", f"OUT={tmp_path}", "PRUNECLI=prunecli",
+                              "PYTHON=python3", *extra], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    one, four = dry(), dry("NPROC=4")
+    launcher = "python3 -m torch.distributed.run --standalone --nproc_per_node 4 -m prunecli"
+    assert "torch.distributed.run" not in one
+    trains = [ln for ln in one.splitlines() if ln.lstrip().startswith(("prunecli train", "prunecli finetune"))]
+    assert trains and all(f"{launcher} {ln.strip()[len('prunecli '):]}" in four for ln in trains)
+    assert four.replace(f"{launcher} ", "prunecli ") == one  # nothing else changes
