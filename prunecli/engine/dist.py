@@ -153,6 +153,17 @@ def all_gather_object(obj) -> list:
     return out
 
 
+def broadcast_buffers(model) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. Without SyncBatchNorm each
+    rank's last step updated its own; validation must see the model rank 0 saves."""
+    if not _active():
+        return
+    import torch.distributed as dist
+
+    for buf in model.buffers():
+        dist.broadcast(buf, src=0)
+
+
 def barrier() -> None:
     if _active():
         import torch.distributed as dist

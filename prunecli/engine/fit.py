@@ -121,6 +121,7 @@ def fit(
                     with wrapped.plain():
                         recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
                                        cfg.bn_recalibrate, device)
+                dist.broadcast_buffers(model)  # the ranks validate the model rank 0 saves
                 val, summary = _validate(model, val_loader, device, cfg, recon)
                 metrics = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()
                                                                            if k != "samples"},
