@@ -250,19 +250,28 @@ def wrap(model, device: str, sync_bn: bool) -> Wrapped:
     from torch.nn.modules.batchnorm import _BatchNorm
     from torch.nn.parallel import DistributedDataParallel
 
-    swaps = []
     has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
-    if sync_bn and has_bn and device.startswith("cuda"):
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, _BatchNorm) and not isinstance(child, torch.nn.SyncBatchNorm):
-                    swaps.append((parent, name, child, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)))
-    elif sync_bn and has_bn:
+    if sync_bn and has_bn and not device.startswith("cuda"):
         from prunecli.cli._output import warn
 
         warn("SyncBatchNorm needs CUDA (torch); on CPU each process normalises its own slice of the batch")
-    wrapped = Wrapped(model, None, swaps)
-    wrapped._put(1)
+    wrapped = sync_batchnorm(model) if sync_bn and device.startswith("cuda") else Wrapped(model, model, [])
     ids = [torch.device(device).index] if device.startswith("cuda") else None
     wrapped.net = DistributedDataParallel(model, device_ids=ids)
+    return wrapped
+
+
+def sync_batchnorm(model) -> Wrapped:
+    """Put torch's SyncBatchNorm in place of every BatchNorm of `model` (in place; `close()` puts
+    the originals back). Each SyncBatchNorm shares its BatchNorm's parameters and statistics."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    swaps = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, _BatchNorm) and not isinstance(child, torch.nn.SyncBatchNorm):
+                swaps.append((parent, name, child, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)))
+    wrapped = Wrapped(model, model, swaps)
+    wrapped._put(1)
     return wrapped

@@ -161,6 +161,10 @@ def test_one_shot_commands_run_on_rank_0_only(tmp_path):
 
 
 def test_other_ranks_exit_at_once_for_one_shot_commands(monkeypatch, tmp_path):
+    from prunecli.cli._output import err
+
+    monkeypatch.setattr(err, "quiet", err.quiet)  # main() silences rank 1: undone after the test
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     for args in (["analyze", tmp_path / "nope.safetensors"], ["profile", tmp_path / "nope.safetensors"],
@@ -313,3 +317,30 @@ def test_recipes_run_training_through_torchrun_with_nproc_and_unchanged_without(
     trains = [ln for ln in one.splitlines() if ln.lstrip().startswith(("prunecli train", "prunecli finetune"))]
     assert trains and all(f"{launcher} {ln.strip()[len('prunecli '):]}" in four for ln in trains)
     assert four.replace(f"{launcher} ", "prunecli ") == one  # nothing else changes
+
+
+def test_syncbatchnorm_swap_shares_parameters_and_statistics_and_restores_the_model():
+    """The CUDA path's conversion, checked on CPU: SyncBatchNorm modules in place of BatchNorm share
+    their tensors (the optimizer and DDP see the same parameters, the checkpoint the same state),
+    `plain()` and `close()` put the originals back."""
+    from prunecli.engine.dist import sync_batchnorm
+    from prunecli.models import build_model
+
+    model, _, _ = build_model("resnet_tiny", num_classes=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    params = {id(p) for p in model.parameters()}
+    wrapped = sync_batchnorm(model)
+    synced = [m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert len(synced) == len(bns) > 0 and not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    assert {id(p) for p in model.parameters()} == params
+    assert all(s.running_mean is b.running_mean for s, b in zip(synced, bns, strict=True))
+    with wrapped.plain():
+        assert sum(type(m) is torch.nn.BatchNorm2d for m in model.modules()) == len(bns)
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    synced[0].running_mean.add_(1.0)  # a statistics update through the synced module ...
+    wrapped.close()
+    assert sum(type(m) is torch.nn.BatchNorm2d for m in model.modules()) == len(bns)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert torch.equal(bns[0].running_mean, before[next(k for k in before if k.endswith("running_mean"))] + 1)
