@@ -344,3 +344,19 @@ def test_syncbatchnorm_swap_shares_parameters_and_statistics_and_restores_the_mo
     after = model.state_dict()
     assert after.keys() == before.keys()
     assert torch.equal(bns[0].running_mean, before[next(k for k in before if k.endswith("running_mean"))] + 1)
+
+
+@pytest.mark.slow  # ~15 s: two torchrun jobs
+def test_l1_unstructured_fine_tunes_distributed_and_equals_one_process(tmp_path):
+    """prune --method l1-unstructured fine-tunes between steps with DDP (its one distributed path
+    besides train/finetune/evaluate); on the BN-free ViT it matches the one-process result."""
+    base = untrained(MODEL, tmp_path / "base.safetensors", DATA)
+    args = ["prune", base, "--method", "l1-unstructured", "--sparsity", "0.5", "--schedule", "iterative",
+            "--step", "0.25", "--finetune-epochs", "1", "--data", DATA, "-b", "20", "--lr", "0.01",
+            "--device", "cpu"]
+    res = torchrun(*args, "-o", tmp_path / "ddp.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert run_cli(*args, "-o", tmp_path / "one.safetensors").exit_code == 0
+    ddp, one = weights(tmp_path / "ddp.safetensors"), weights(tmp_path / "one.safetensors")
+    assert max_diff(ddp, one) < WEIGHT_TOL
+    assert all(torch.equal(ddp[k] == 0, one[k] == 0) for k in one if one[k].dim() > 1 and (one[k] == 0).any())
