@@ -248,8 +248,10 @@ def test_image_folder_slices_keep_the_one_process_samples_and_augmentation(tmp_p
 
     write_folder(tmp_path, classes=("a", "b", "c"), train_n=5, val_n=3)
     ds = build_data(f"imagefolder:{tmp_path}?size=16")
-    _check_slices(lambda: ds.loader("train", 4, train=True, seed=1), train=True)  # 15 = 3·4 + 3
+    full, r0 = _check_slices(lambda: ds.loader("train", 4, train=True, seed=1), train=True)  # 15 = 3·4 + 3
     _check_slices(lambda: ds.loader("val", 4), train=False)
+    workers = _ranks(lambda: ds.loader("train", 4, train=True, seed=1, workers=1))[0]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(workers, r0, strict=True))  # worker processes: same
 
 
 def test_mri_loader_slices_keep_the_one_process_samples():
