@@ -104,9 +104,11 @@ def test_distributed_evaluate_counts_every_sample_once_and_equals_one_process(dd
     ddp = json.loads(res.stdout)
     single = run_cli(*args)
     one = json.loads(single.stdout)
-    assert ddp["samples"] == one["samples"] == 33
-    assert (ddp["top1"], ddp["top5"]) == (one["top1"], one["top5"])
-    assert ddp["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    assert ddp["samples"] == one["samples"] == 33, (ddp, one)
+    assert (ddp["top1"], ddp["top5"]) == (one["top1"], one["top5"]), (ddp, one)
+    # a sample's logits computed in a batch of 4 (a rank's slice) or 8 may differ in the last float
+    # bits (the kernels depend on the batch size), and float32 sums add in another order
+    assert ddp["loss"] == pytest.approx(one["loss"], rel=1e-5), (ddp, one)
 
 
 def descendants(pid: int) -> list[int]:
