@@ -12,7 +12,7 @@ import sys
 
 from _common import RESULTS, ROOT, parse_args, print_table
 
-SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "pruned_latency", "similarity_speed",
+SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "ddp_throughput", "pruned_latency", "similarity_speed",
            "isomorphic_latency", "mri_latency")
 
 
@@ -25,6 +25,8 @@ def summary_rows() -> list[list]:
              r["prune_speed"]["pass"]],
             ["train_throughput", "prunecli / bare images/s", r["train_throughput"]["ratio"], ">= 0.95",
              r["train_throughput"]["pass"]],
+            ["ddp_throughput", "torchrun 2 procs: prunecli / bare DDP images/s", r["ddp_throughput"]["ratio"],
+             ">= 0.95", r["ddp_throughput"]["pass"]],
             ["similarity_speed", "similarity collect / plain forward", r["similarity_speed"]["ratio"], "<= 3",
              r["similarity_speed"]["pass"]]]
     for model, s in r["pruned_latency"]["models"].items():

@@ -28,6 +28,9 @@ Milestones = Annotated[str | None, typer.Option(help="epochs of the decays, e.g.
 Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
 Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
 LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]
+# multi-process training (torchrun / DDP) — prunecli/engine/dist.py
+SyncBn = Annotated[bool, typer.Option("--sync-bn/--no-sync-bn", help="under torchrun on CUDA: BatchNorm statistics over the global batch (torch's SyncBatchNorm; not available on CPU, where each process normalises its own slice)")]
+RepeatedAug = Annotated[bool, typer.Option("--repeated-aug", help="timm's RepeatAugSampler (DeiT): each sample 3 times per epoch, differently augmented, the copies on different processes; each process sees len(data)/processes samples an epoch. Changes the sample stream; works in one process too")]
 Nesterov = Annotated[bool, typer.Option(help="SGD with Nesterov momentum; --no-nesterov: plain (heavy-ball) momentum, torch's default and the MTP report's")]
 
 # augmentation and regularisation from timm (issue 13: the DeiT/ConvNeXt stack; engine/augment.py)

@@ -43,12 +43,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
     ] = False,
 ) -> None:
     _state["debug"] = debug
+    from prunecli.engine.dist import is_main
+
+    if ctx.invoked_subcommand in ONE_SHOT and not is_main():
+        raise typer.Exit(0)  # under torchrun one-shot commands run on rank 0 (prunecli/engine/dist.py)
+
+
+ONE_SHOT = ("analyze", "profile", "doctor", "import", "info", "ls")
+"""Commands that train nothing: under torchrun rank 0 runs them, the other ranks exit at once
+(`prune` decides by method: l1-unstructured fine-tunes on every rank, the others are one-shot)."""
 
 
 app.command("train")(train.train)
@@ -67,6 +77,9 @@ def main() -> None:
     from prunecli.errors import UserError
 
     debug = "--debug" in sys.argv[1:]
+    from prunecli.engine.dist import quiet_other_ranks
+
+    quiet_other_ranks()
     try:
         app()
     except UserError as err:

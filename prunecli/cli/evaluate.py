@@ -28,6 +28,9 @@ def evaluate(
     interpolation — bicubic for ViTs —, crop, mean/std), so ImageNet numbers compare with
     published ones; --input-size, --interpolation and --crop-pct override it.
 
+    Under torchrun each process evaluates its share of every batch and the sums are combined:
+    every sample counts once, the numbers equal one process's.
+
     Examples:
 
       prunecli evaluate ft.safetensors --data digits

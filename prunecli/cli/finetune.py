@@ -46,6 +46,8 @@ def finetune(
     cutmix: O.Cutmix = 0.0,
     drop_path: O.DropPath = 0.0,
     dropout: O.Dropout = 0.0,
+    sync_bn: O.SyncBn = True,
+    repeated_aug: O.RepeatedAug = False,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -60,6 +62,9 @@ def finetune(
       prunecli finetune pruned.safetensors --data cifar10:DIR --teacher base.safetensors --kd-alpha 0.7 -o ft.safetensors
 
       prunecli finetune deq_p40.safetensors --data fastmri:DIR --strategy selfsup --optimizer adam --lr 1e-5 --select val_dc -o deq_ss.safetensors
+
+    Under torchrun (`torchrun --nproc_per_node N -m prunecli finetune ...`) the run is
+    DistributedDataParallel: --batch-size is the global batch, rank 0 writes.
 
     Reconstruction models (MBDL, Park et al.): --strategy supervised | distill (with --teacher)
     | selfsup; distill and selfsup never read the ground truth (background from the coil maps,
@@ -85,6 +90,7 @@ def finetune(
         kd_alpha=kd_alpha, kd_temperature=kd_temperature, distill=distill, strategy=strategy, loss=loss,
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
         randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path, dropout=dropout,
+        sync_bn=sync_bn, repeated_aug=repeated_aug,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

@@ -49,6 +49,7 @@ def prune(
     skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
     shared_optimizer: Annotated[bool | None, typer.Option("--shared-optimizer/--fresh-optimizer", help="l1-unstructured: one SGD (momentum buffers and all) across the steps' fine-tuning, or a new one per step (default: as the MTP report's code: shared for layerwise, fresh for oneshot/iterative)", show_default=False)] = None,
+    sync_bn: O.SyncBn = True,
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
     selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
     timeout: Annotated[float, typer.Option(help="seconds allowed for building the dependency graph and pruning together (structured methods; each MAC-search trial counts); past it: one error line, nothing written. 0: no limit")] = 600.0,
@@ -99,13 +100,17 @@ def prune(
     from prunecli.methods import get_method
 
     threshold, fold = _zero_groups_options(method, threshold, fold)
-    if get_method(method).kind == "unstructured":
+    if get_method(method).kind == "unstructured":  # fine-tunes: runs on every torchrun rank (DDP)
         return _unstructured(**{k: v for k, v in locals().items() if k in _UNSTRUCTURED})
     if randaugment or reprob or mixup or cutmix or drop_path or dropout:
         raise UserError("--randaugment/--reprob/--mixup/--cutmix/--drop-path/--dropout are for the fine-tuning "
                         "of --method l1-unstructured")
     if sparsity is not None:
         raise UserError(f"--sparsity is for unstructured methods (l1-unstructured); --method {method} takes --ratio")
+    from prunecli.engine import dist
+
+    if not dist.is_main():  # one-shot: rank 0 prunes, the other torchrun ranks have nothing to do
+        return
     chosen = get_method(method, kind="structured")
     if selection not in ("reference", "strength"):
         raise UserError(f"--selection must be reference or strength, got {selection!r}")
@@ -178,13 +183,13 @@ def _zero_groups_options(method: str, threshold, fold) -> tuple:
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
                  "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
                  "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
-                 "nesterov", "shared_optimizer",
+                 "nesterov", "shared_optimizer", "sync_bn",
                  "randaugment", "reprob", "mixup", "cutmix", "drop_path", "dropout")
 
 
 def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
                   total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer,
+                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer, sync_bn,
                   randaugment, reprob, mixup, cutmix, drop_path, dropout) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
@@ -203,8 +208,8 @@ def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, in
                       total_finetune_epochs=total_finetune_epochs)
     cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov,
-                      randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
-                      dropout=dropout)
+                      sync_bn=sync_bn, randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix,
+                      drop_path=drop_path, dropout=dropout)
     shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
     options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
                "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,

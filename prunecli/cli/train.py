@@ -50,6 +50,8 @@ def train(
     cutmix: O.Cutmix = 0.0,
     drop_path: O.DropPath = 0.0,
     dropout: O.Dropout = 0.0,
+    sync_bn: O.SyncBn = True,
+    repeated_aug: O.RepeatedAug = False,
 ) -> None:
     """Train a model and write a self-describing checkpoint.
 
@@ -63,6 +65,9 @@ def train(
       prunecli train --model resnet56 --data cifar10:~/data/cifar-10-batches-py --epochs 160 --schedule step --step-size 80 -o r56.safetensors
 
       prunecli train --init r50.safetensors --data imagefolder:DIR --optimizer proxsgd --lr 1e-3 --mu 0.05 --mu-scale 'layer2.*=2' --mu-scale 'layer3.*=2' --schedule step --step-size 30 --epochs 90 -o search.safetensors
+
+    Under torchrun (`torchrun --nproc_per_node N -m prunecli train ...`) the run is
+    DistributedDataParallel: --batch-size is the global batch, rank 0 writes.
 
     With --optimizer proxsgd (GSparsity's search; Yang et al. ICLR 2020) each epoch also reports
     the fraction of zero filter groups and the MACs that `prune --method zero-groups` would leave.
@@ -97,7 +102,8 @@ def train(
                       bn_recalibrate=bn_recalibrate,
                       nesterov=nesterov, weight_decay_mode=weight_decay_mode,
                       randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
-                      dropout=dropout)
+                      dropout=dropout,
+                      sync_bn=sync_bn, repeated_aug=repeated_aug)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from prunecli.data import Dataset, register_data
 from prunecli.data.images import BadImage, UnreadableImage, check_batch, collate, open_rgb, report_skipped
+from prunecli.data.shard import mix as _mix
 from prunecli.errors import UserError
 
 MEAN = (0.485, 0.456, 0.406)
@@ -138,16 +139,10 @@ def model_transform(cfg: dict):
     return create_transform(**{k: cfg[k] for k in keys if k in cfg}, is_training=False)
 
 
-def _mix(*parts: int) -> int:
-    """A 63-bit seed from several integers (distinct tuples give unrelated seeds)."""
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h
-
-
 class SeededSamples:
-    """Wraps a torchvision data set; sample i of epoch e is augmented with seed (seed, e, i)."""
+    """Wraps a torchvision data set; sample i of epoch e is augmented with seed (seed, e, i).
+
+    An index may come as (i, copy) from repeated augmentation: each copy gets its own seed."""
 
     def __init__(self, base, seed: int, all_rngs: bool = False):
         self.base, self.seed, self.epoch = base, seed, 0
@@ -156,12 +151,13 @@ class SeededSamples:
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index):
         import torch
 
         from prunecli.data.timm_aug import python_rngs
 
-        seed = _mix(self.seed, self.epoch, index)
+        index, *copy = index if isinstance(index, tuple) else (index,)
+        seed = _mix(self.seed, self.epoch, index, *copy)
         # leave the caller's RNG streams untouched
         with torch.random.fork_rng(devices=[]), python_rngs(seed, self.all_rngs):
             torch.manual_seed(seed)
@@ -171,22 +167,88 @@ class SeededSamples:
                 return BadImage(bad.path, bad.reason)
 
 
+class ShardBatches:
+    """Batch sampler of one rank (prunecli/data/shard.py): the global batches drawn as a shuffling
+    DataLoader draws them (RandomSampler on the loader's generator), then this rank's slice; or
+    timm's repeated-augmentation stream in local batches."""
+
+    def __init__(self, owner: FolderLoader):
+        self.owner = owner
+
+    def parts(self) -> list:
+        from prunecli.data.shard import local_batches, plan
+
+        o, s = self.owner, self.owner.sharding
+        n = len(o.samples)
+        if s.repeated:
+            return local_batches(o.repeated_count(), o.batch_size, s)
+        return plan(n, o.batch_size, s.rank, s.world, o.train)
+
+    def __len__(self) -> int:
+        return len(self.parts())
+
+    def __iter__(self):
+        from torch.utils.data import RandomSampler
+
+        from prunecli.data.shard import mix, repeated_order
+
+        o, s = self.owner, self.owner.sharding
+        if s.repeated:
+            indices, positions = repeated_order(len(o.samples), s, mix(o.seed, o.epoch))
+            for a, b in self.parts():
+                yield list(zip(indices[a:b], positions[a:b], strict=True))
+            return
+        order = list(RandomSampler(o.samples, generator=o.generator)) if o.train else range(len(o.samples))
+        for part in self.parts():
+            yield list(order[part.lo:part.hi])
+
+
 class FolderLoader:
     """A DataLoader whose order and augmentation are fixed by (seed, epoch); see module doc."""
 
     def __init__(self, base, batch_size: int, *, train: bool, seed: int, workers: int, all_rngs: bool = False):
         import torch
-        from torch.utils.data import DataLoader
 
         self.samples = SeededSamples(base, seed, all_rngs)
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.train, self.batch_size = seed, 0, train, batch_size
         self.generator = torch.Generator()
-        self.loader = DataLoader(
-            self.samples, batch_size=batch_size, shuffle=train, num_workers=workers,
+        self.sharding = None  # set by `shard` (torchrun, --repeated-aug)
+        self.batch_weight = 1.0
+        self.workers = workers
+        self.loader = self._loader()
+        self.skipped: dict[str, str] = {}
+
+    def _loader(self, batch_sampler=None):
+        import torch
+        from torch.utils.data import DataLoader
+
+        if batch_sampler is not None:
+            return DataLoader(self.samples, batch_sampler=batch_sampler, num_workers=self.workers,
+                              pin_memory=torch.cuda.is_available(), generator=self.generator, collate_fn=collate)
+        return DataLoader(
+            self.samples, batch_size=self.batch_size, shuffle=self.train, num_workers=self.workers,
             pin_memory=torch.cuda.is_available(), generator=self.generator, drop_last=False,
             collate_fn=collate,
         )
-        self.skipped: dict[str, str] = {}
+
+    def shard(self, rank: int, world: int, repeated: bool = False) -> FolderLoader:
+        """This rank's part of every global batch, or timm's repeated-augmentation stream
+        (prunecli/data/shard.py)."""
+        import copy
+
+        from prunecli.data.shard import Sharding
+
+        part = copy.copy(self)
+        part.sharding = Sharding(rank, world, repeated and self.train)
+        part.skipped = {}
+        part.loader = part._loader(ShardBatches(part))
+        return part
+
+    def repeated_count(self) -> int:
+        """Length of this rank's repeated-augmentation stream (timm's num_selected_samples)."""
+        from prunecli.data.shard import repeated_length
+
+        return repeated_length(len(self.samples), self.sharding)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -198,12 +260,15 @@ class FolderLoader:
         # The generator drives the sampler's permutation and the workers' base seed.
         self.generator.manual_seed(_mix(self.seed, self.epoch))
         self.samples.epoch = self.epoch
+        sampler = self.loader.batch_sampler
+        weights = [getattr(p, "weight", 1.0) for p in sampler.parts()] if isinstance(sampler, ShardBatches) else None
         read = 0
-        for x, y, bad in self.loader:
+        for i, (x, y, bad) in enumerate(self.loader):
             if bad:
                 check_batch(bad, self.samples.base, self.skipped)
             if x is not None:
                 read += len(y)
+                self.batch_weight = weights[i] if weights else 1.0
                 yield x, y
         report_skipped(self.skipped, read)
         self.epoch += 1
@@ -218,8 +283,8 @@ class FolderLoader:
         transform (call it on a `train=False` loader for the evaluation transform)."""
         from torch.utils.data import Subset
 
-        return FolderLoader(Subset(self.samples.base, indices), self.loader.batch_size, train=False,
-                            seed=self.seed, workers=self.loader.num_workers)
+        return FolderLoader(Subset(self.samples.base, indices), self.batch_size, train=False,
+                            seed=self.seed, workers=self.workers)
 
 
 

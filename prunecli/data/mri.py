@@ -93,11 +93,34 @@ class MRILoader:
     def __init__(self, count: int, fetch, batch_size: int, train: bool = False, seed: int = 0):
         self.count, self.fetch, self.batch_size = count, fetch, batch_size
         self.train, self.seed, self.epoch = train, seed, 0
+        self.sharding = None  # set by `shard` (torchrun)
+        self.batch_weight = 1.0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int, repeated: bool = False) -> MRILoader:
+        """This rank's contiguous slice of every global batch (prunecli/data/shard.py). Repeated
+        augmentation is for augmented classification data; reconstruction has no augmentation."""
+        import copy
+
+        from prunecli.data.shard import Sharding
+        from prunecli.errors import UserError
+
+        if repeated:
+            raise UserError("--repeated-aug is for classification data (reconstruction data is not augmented)")
+        part = copy.copy(self)
+        part.sharding = Sharding(rank, world)
+        return part
+
+    def _plan(self):
+        from prunecli.data.shard import plan
+
+        return plan(self.count, self.batch_size, self.sharding.rank, self.sharding.world, self.train)
+
     def __len__(self) -> int:
+        if self.sharding is not None:
+            return len(self._plan())
         return (self.count + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
@@ -105,8 +128,13 @@ class MRILoader:
 
         gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         order = torch.randperm(self.count, generator=gen) if self.train else torch.arange(self.count)
-        for start in range(0, self.count, self.batch_size):
-            yield self.fetch(order[start:start + self.batch_size])
+        if self.sharding is not None:
+            for part in self._plan():
+                self.batch_weight = part.weight
+                yield self.fetch(order[part.lo:part.hi])
+        else:
+            for start in range(0, self.count, self.batch_size):
+                yield self.fetch(order[start:start + self.batch_size])
         self.epoch += 1
 
     def targets(self) -> None:

@@ -89,25 +89,75 @@ class TensorLoader:
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
         self.epoch = 0
+        self.sharding = None  # set by `shard` (torchrun, --repeated-aug)
+        self.batch_weight = 1.0
+        """This rank's loss weight for the batch just yielded (prunecli/data/shard.py)."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int, repeated: bool = False) -> TensorLoader:
+        """This rank's part of every global batch (prunecli/data/shard.py); `repeated`: timm's
+        repeated-augmentation sampler (training only)."""
+        from prunecli.data.shard import Sharding
+
+        part = copy.copy(self)
+        part.sharding = Sharding(rank, world, repeated and self.train)
+        return part
+
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        if self.sharding is None:
+            return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        from prunecli.data.shard import repeated_length
+
+        s = self.sharding
+        count = repeated_length(len(self.labels), s) if s.repeated else len(self.labels)
+        return len(self._slices(torch.arange(count)))
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         n = len(self.labels)
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            x = self.images[idx]
-            if self.augment.pad or self.augment.flip or self.augment.shift:
-                x = _augment(x, self.augment, gen)
-            x = (x.float() - self.mean) / self.std
-            yield x, self.labels[idx]
+        if self.sharding is not None:
+            yield from self._sharded(order, gen)
+        else:
+            for start in range(0, n, self.batch_size):
+                yield self._batch(order[start : start + self.batch_size], gen)
         self.epoch += 1
+
+    def _batch(self, idx: torch.Tensor, gen: torch.Generator, drawn: int | None = None, keep=slice(None)):
+        """Images `idx`, augmented with the draws for a batch of `drawn` (default len(idx)) of which
+        `keep` are these (a rank's slice of the global batch sees the one-process draws)."""
+        x = self.images[idx]
+        if self.augment.pad or self.augment.flip or self.augment.shift:
+            x = _augment(x, self.augment, gen, drawn or len(idx), keep)
+        return (x.float() - self.mean) / self.std, self.labels[idx]
+
+    def _slices(self, order: torch.Tensor):
+        """(positions into `order`, draws, kept slice, loss weight) of each batch of this rank."""
+        from prunecli.data.shard import local_batches, plan
+
+        s = self.sharding
+        if s.repeated:
+            return [(slice(a, b), b - a, slice(None), 1.0) for a, b in local_batches(len(order), self.batch_size, s)]
+        return [(slice(p.lo, p.hi), p.stop - p.start, slice(p.lo - p.start, p.hi - p.start), p.weight)
+                for p in plan(len(order), self.batch_size, s.rank, s.world, self.train)]
+
+    def _sharded(self, order: torch.Tensor, gen: torch.Generator):
+        from prunecli.data.shard import mix, repeated_order
+
+        s = self.sharding
+        if s.repeated:  # its own stream per rank; augmentation seeded per rank (the copies differ)
+            indices, _ = repeated_order(len(order), s, mix(self.seed, self.epoch))
+            order = torch.as_tensor(indices, dtype=torch.long)
+            gen = torch.Generator().manual_seed(mix(self.seed, self.epoch, s.rank, 1))
+            for where, _, _, _ in self._slices(order):
+                self.batch_weight = 1.0
+                yield self._batch(order[where], gen)
+            return
+        for where, drawn, keep, weight in self._slices(order):
+            self.batch_weight = weight
+            yield self._batch(order[where], gen, drawn, keep)
 
     def targets(self) -> torch.Tensor:
         """Every sample's label, in loader order (calibration draws read these, not the images)."""
@@ -118,29 +168,34 @@ class TensorLoader:
         part = copy.copy(self)
         idx = torch.as_tensor(indices, dtype=torch.long)
         part.images, part.labels = self.images[idx], self.labels[idx]
-        part.train, part.augment, part.epoch = False, Augment(), 0
+        part.train, part.augment, part.epoch, part.sharding = False, Augment(), 0, None
         return part
 
 
-def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator, drawn: int | None = None,
+             keep: slice = slice(None)) -> torch.Tensor:
+    """Augment `x`: random draws are made for a batch of `drawn` images (default len(x)) in one
+    fixed order, and `x` gets those at `keep` (a rank's slice of the global batch)."""
     n, _, h, w = x.shape
+    drawn = drawn or n
     if aug.pad:
         p = aug.pad
         padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * p + 1, (drawn,), generator=gen)[keep]
+        dx = torch.randint(0, 2 * p + 1, (drawn,), generator=gen)[keep]
         rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1)
         cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w)
         x = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
     if aug.shift:
-        x = _shift(x, aug.shift, gen)
+        x = _shift(x, aug.shift, gen, drawn, keep)
     if aug.flip:
-        flip = torch.rand(n, generator=gen) < 0.5
+        flip = (torch.rand(drawn, generator=gen) < 0.5)[keep]
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     return x
 
 
-def _shift(x: torch.Tensor, frac: float, gen: torch.Generator) -> torch.Tensor:
+def _shift(x: torch.Tensor, frac: float, gen: torch.Generator, drawn: int | None = None,
+           keep: slice = slice(None)) -> torch.Tensor:
     """Keras `ImageDataGenerator(height_shift_range=frac, width_shift_range=frac)`, batched.
 
     As `keras_preprocessing`'s `get_random_transform` + `apply_affine_transform`: per image a real
@@ -149,8 +204,9 @@ def _shift(x: torch.Tensor, frac: float, gen: torch.Generator) -> torch.Tensor:
     with fill_mode 'nearest': outside the image the edge pixel is repeated. Returns float pixels.
     """
     n, _, h, w = x.shape
-    ty = (torch.rand(n, generator=gen) * 2 - 1) * frac * h
-    tx = (torch.rand(n, generator=gen) * 2 - 1) * frac * w
+    drawn = drawn or n
+    ty = ((torch.rand(drawn, generator=gen) * 2 - 1) * frac * h)[keep]
+    tx = ((torch.rand(drawn, generator=gen) * 2 - 1) * frac * w)[keep]
     return _interp(_interp(x.float(), ty, 2), tx, 3)
 
 

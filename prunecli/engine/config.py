@@ -63,6 +63,10 @@ class TrainConfig(BaseModel):
         from prunecli.engine.augment import check_randaugment  # imports torch: only for a given spec
 
         return check_randaugment(spec)
+    # multi-process training (torchrun / DDP) and repeated augmentation — prunecli/engine/dist.py
+    sync_bn: bool = Field(True, description="under torchrun on CUDA, BatchNorm statistics over the global batch")
+    repeated_aug: bool = Field(False, description="timm's RepeatAugSampler: 3 differently augmented copies of "
+                               "each sample, dealt to different processes (changes the sample stream)")
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from prunecli.engine import dist
 from prunecli.engine.augment import cross_entropy
 
 
@@ -36,9 +37,9 @@ def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_
     DistillationLoss, label smoothing (or Mixup's soft targets, smoothing folded in) applies to the
     CE(cls, y) term only.
     """
-    cls, dist = student_out if isinstance(student_out, tuple) else (student_out, student_out)
+    cls, dist_out = student_out if isinstance(student_out, tuple) else (student_out, student_out)
     ce = cross_entropy(cls, targets, label_smoothing)
-    return (1 - alpha) * ce + alpha * F.cross_entropy(dist, teacher_logits.argmax(dim=1))
+    return (1 - alpha) * ce + alpha * F.cross_entropy(dist_out, teacher_logits.argmax(dim=1))
 
 
 def train_one_epoch(
@@ -65,7 +66,8 @@ def train_one_epoch(
         else:
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        weight = getattr(loader, "batch_weight", 1.0)  # torchrun: uneven last batch (prunecli/data/shard.py)
+        (loss if weight == 1.0 else loss * weight).backward()
         optimizer.step()
         scheduler.step()
         total += loss.detach() * len(y)
@@ -95,6 +97,10 @@ def evaluate(model, loader, device: str, on_step=None) -> dict[str, float]:
         n += len(y)
         if on_step is not None:
             on_step()
+    if dist.context().distributed:  # every rank evaluated its own slice: the sums over all ranks
+        sums = dist.all_reduce_sum(torch.stack([loss.double(), top1.double(), top5.double(),
+                                                torch.tensor(float(n), dtype=torch.float64, device=device)]))
+        loss, top1, top5, n = sums[0], sums[1], sums[2], int(sums[3])
     n = max(1, n)
     return {"top1": 100 * float(top1) / n, "top5": 100 * float(top5) / n, "loss": float(loss) / n, "samples": n}
 

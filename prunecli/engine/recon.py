@@ -144,6 +144,11 @@ def evaluate(model, loader, device: str, on_step=None, ground_truth: bool = True
         n += len(x)
         if on_step is not None:
             on_step()
+    from prunecli.engine import dist
+
+    if dist.context().distributed:  # each rank evaluated its own slice: the sums over all ranks
+        total = dist.all_reduce_sum(torch.tensor([*sums.values(), float(n)], dtype=torch.float64, device=device))
+        sums, n = dict(zip(sums, total.tolist(), strict=False)), int(total[-1])
     n = max(1, n)
     keys = sums if ground_truth else ("dc",)
     return {**{k: sums[k] / n for k in keys}, "samples": n}

@@ -92,11 +92,13 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
           options: dict | None = None) -> dict:
     """Train a registry model (or continue from `--init` weights) and write `out`."""
     from prunecli.data import build_data
+    from prunecli.engine import dist
     from prunecli.engine.fit import fit, load_state
     from prunecli.models import build_model
-    from prunecli.utils.runtime import resolve_device, seed_everything
+    from prunecli.utils.runtime import seed_everything
 
-    device = resolve_device(device)
+    dist.check_batch(cfg.batch_size)
+    device = dist.setup(device)
     dataset = build_data(data_spec)
     seed_everything(cfg.seed)
     parent_sha = None
@@ -121,7 +123,8 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
             raise UserError("--resume needs a file output, not `-o -`")
         state = load_state(sidecar_path(out, "state.pt"))
         model = ckpt.load(out).model
-    entry_ = ckpt.lineage_entry("train", options or cfg.model_dump(), parent_sha)
+    entry_ = ckpt.lineage_entry("train", {**(options or cfg.model_dump()), **dist.lineage(cfg.batch_size)},
+                                parent_sha)
     header = header_base.model_copy(update={"data": data_ref(dataset), "lineage": [*header_base.lineage, entry_]})
     apply_drop(model, header, cfg)
     model.to(device)
@@ -141,10 +144,12 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
              teacher: str | None = None, options: dict | None = None) -> dict:
     """Fine-tune a (pruned) checkpoint; optional knowledge distillation from `teacher`."""
     from prunecli.data import build_data
+    from prunecli.engine import dist
     from prunecli.engine.fit import fit
-    from prunecli.utils.runtime import resolve_device, seed_everything
+    from prunecli.utils.runtime import seed_everything
 
-    device = resolve_device(device)
+    dist.check_batch(cfg.batch_size)
+    device = dist.setup(device)
     dataset = build_data(data_spec)
     seed_everything(cfg.seed)
     loaded = ckpt.load(src)
@@ -161,7 +166,8 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
         teacher_model = t.model.eval()
         for p in teacher_model.parameters():
             p.requires_grad_(False)
-    entry_ = ckpt.lineage_entry("finetune", options or cfg.model_dump(), loaded.sha256)
+    entry_ = ckpt.lineage_entry("finetune", {**(options or cfg.model_dump()), **dist.lineage(cfg.batch_size)},
+                                loaded.sha256)
     header = loaded.header.model_copy(update={"data": data_ref(dataset), "lineage": [*loaded.header.lineage, entry_]})
     model = loaded.model.to(device)
     apply_drop(model, header, cfg)
@@ -195,15 +201,15 @@ def model_preprocess(loaded, overrides: dict) -> dict | None:
 def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0,
              overrides: dict | None = None) -> dict:
     from prunecli.data import build_data
+    from prunecli.engine import dist
     from prunecli.engine.loop import evaluate as eval_loop
-    from prunecli.utils.runtime import resolve_device
 
-    device = resolve_device(device)
+    device = dist.setup(device)  # under torchrun each rank evaluates its slice, sums all-reduced
     dataset = build_data(data_spec)
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
-    loader = dataset.loader(split, batch_size, workers=workers)
+    loader = dist.shard(dataset.loader(split, batch_size, workers=workers), what=f"data {data_spec!r}")
     from prunecli.cli._output import progress
 
     if loaded.header.task == "reconstruction":

@@ -16,7 +16,11 @@ from prunecli.errors import UserError
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically; `-` writes to stdout."""
+    """Write `data` to `path` atomically; `-` writes to stdout. Under torchrun only rank 0 writes."""
+    from prunecli.engine.dist import is_main
+
+    if not is_main():
+        return
     if str(path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

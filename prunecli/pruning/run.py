@@ -177,10 +177,11 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     (the MTP report's layerwise VGG/DenseNet scripts make one SGD before the loop over layers);
     otherwise each step's fine-tuning starts a new one (its one-shot/iterative `global_pruning_model`).
     """
+    from prunecli.engine import dist
     from prunecli.engine.fit import fit
     from prunecli.engine.run import data_for
     from prunecli.pruning.unstructured import epochs_per_step, plan_steps, run_schedule
-    from prunecli.utils.runtime import resolve_device, seed_everything
+    from prunecli.utils.runtime import seed_everything
 
     method = get_method(method_name)
     loaded = ckpt.load(src)
@@ -191,7 +192,8 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     if snapshots and not Path(snapshots).is_dir():
         raise UserError(f"--snapshots folder does not exist: {snapshots}")
     dataset = data_for(header, data) if needs_data else None
-    device = resolve_device(device)
+    dist.check_batch(cfg.batch_size)
+    device = dist.setup(device)  # torchrun: the fine-tuning is DDP; rank 0 writes (io/atomic.py)
     seed_everything(cfg.seed)
     if needs_data:  # --drop-path/--dropout for the fine-tuning; the header is unchanged
         from prunecli.engine.run import apply_drop

@@ -26,3 +26,17 @@ def test_demo_pipeline_reaches_stated_accuracy(tmp_path):
     assert base["top1"] >= 97.0 and ft["top1"] >= 97.0
     assert 1.9 <= prof["ratios"]["macs"] <= 2.2  # "about half its MACs"
     assert "top-1 accuracy" in (tmp_path / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_demo_ddp_smoke_two_gloo_processes(tmp_path):
+    """`make -C recipes/demo ddp-smoke`: torchrun train/evaluate/finetune on 2 CPU processes; the
+    2-process and 1-process evaluations and the validation recorded in training agree (~1 min)."""
+    import os
+
+    root = ROOT
+    res = subprocess.run(["make", "-C", str(root / "recipes" / "demo"), "ddp-smoke", f"OUT={tmp_path}",
+                          f"PRUNECLI={sys.executable} -m prunecli", f"PYTHON={sys.executable}"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(root)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ddp-smoke: ok" in res.stdout

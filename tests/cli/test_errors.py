@@ -148,6 +148,11 @@ CASES |= {  # -o: a folder, the input, inside a file; and checkpoints that are f
     "evaluate a folder": (["evaluate", "{tmp}", "--data", SYNTH], "is a folder, not a checkpoint"),
     "info a folder": (["info", "{tmp}"], "is a folder"),
 }
+CASES |= {  # multi-process training / repeated augmentation (prunecli/engine/dist.py, prunecli/data/shard.py)
+    "repeated-aug on reconstruction data": ([*MRI, "--data", "phantom:n=4,val=2,size=16,coils=2", "--repeated-aug"],
+                                            "--repeated-aug is for classification data"),
+}
+
 CASES |= {  # every other subcommand's own validation
     "profile batch sizes": (["profile", "{ckpt}", "--batch-sizes", "1,x"], "--batch-sizes"),
     "profile runs 0": (["profile", "{ckpt}", "--runs", "0"], "--runs"),
