@@ -29,3 +29,11 @@ Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)")]
 Warmup = Annotated[int, typer.Option(help="linear warm-up epochs")]
 LabelSmoothing = Annotated[float, typer.Option(help="label smoothing in [0,1)")]
 Nesterov = Annotated[bool, typer.Option(help="SGD with Nesterov momentum; --no-nesterov: plain (heavy-ball) momentum, torch's default and the MTP report's")]
+
+# speed and averaging (engine/amp.py): train, finetune (evaluate takes --amp and --channels-last)
+Amp = Annotated[str, typer.Option("--amp", help="mixed precision: bf16, fp16 (CUDA only, with a GradScaler), off, or auto (bf16 on a CUDA device that supports it, else off: CPU runs stay fp32). Reconstruction models train in fp32 (their FFTs are complex). The lineage records the mode that ran")]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="model and input images in channels_last memory format (faster convolutions on GPUs with tensor cores)")]
+Compile = Annotated[bool, typer.Option("--compile", help="train through torch.compile (inductor); the first epoch pays the compilation. A compilation failure stops with one error line")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="micro-batches per optimizer step: --batch-size stays the total per step and must be divisible by N (less memory, same gradient)")]
+Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of the weights (timm ModelEmaV3) with this decay, e.g. 0.9999; the EMA weights are validated and saved, the raw ones live in the resume state. 0: off")]
+Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way")]

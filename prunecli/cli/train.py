@@ -43,6 +43,13 @@ def train(
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
     nesterov: O.Nesterov = True,
+    # speed and averaging (engine/amp.py)
+    amp: O.Amp = "auto",
+    channels_last: O.ChannelsLast = False,
+    compile: O.Compile = False,
+    grad_accum: O.GradAccum = 1,
+    ema: O.Ema = 0.0,
+    select: O.Select = "last",
 ) -> None:
     """Train a model and write a self-describing checkpoint.
 
@@ -88,7 +95,9 @@ def train(
                       normalization=normalization, prunable=prunable, mu_scale=parse_scales(mu_scale or []),
                       prox_snap=prox_snap, loss=loss,
                       bn_recalibrate=bn_recalibrate,
-                      nesterov=nesterov, weight_decay_mode=weight_decay_mode)
+                      nesterov=nesterov, weight_decay_mode=weight_decay_mode,
+                      amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
+                      select=select)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

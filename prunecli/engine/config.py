@@ -39,13 +39,22 @@ class TrainConfig(BaseModel):
     # reconstruction (MRI) fine-tuning
     strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
-    select: Literal["last", "val_dc"] = "last"
+    select: Literal["last", "best", "val_dc"] = Field("last", description="the epoch the checkpoint keeps: last, "
+                                                      "best (highest val top-1) or val_dc (reconstruction)")
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
     nesterov: bool = Field(True, description="SGD: Nesterov momentum (False: plain momentum, torch's default and "
                            "the MTP report's)")
     weight_decay_mode: Literal["all", "keras"] = Field(
         "all", description="all: weight_decay on every parameter; keras: Keras l2(λ), a gradient 2λw on the "
         "regularised kernels only")
+    # speed and averaging (--amp, --channels-last, --compile, --grad-accum, --ema; engine/amp.py)
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field("off", description="autocast dtype; the CLI's auto is "
+                                                        "resolved (bf16 on CUDA that supports it, else off)")
+    channels_last: bool = False
+    compile: bool = False
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is the total)")
+    ema: float = Field(0.0, ge=0, lt=1, description="ModelEmaV3 decay; 0 = off. The EMA weights are validated "
+                       "and saved")
 
 
 def make_config(**kwargs) -> TrainConfig:

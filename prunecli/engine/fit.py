@@ -16,21 +16,25 @@ import torch
 import torch.nn.functional as F
 
 from prunecli.cli._output import err, progress
+from prunecli.engine.amp import check_accum, compile_errors, prepare, resolve_amp
 from prunecli.engine.config import TrainConfig
 from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, recalibrate_bn, train_one_epoch
 from prunecli.engine.optim import make_optimizer, make_scheduler
+from prunecli.engine.select import Selection, check_select, weights_in
 from prunecli.errors import UserError
 from prunecli.io import atomic
 from prunecli.io.sidecars import sidecar_path
 
 
-def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler) -> None:
+def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler, extra: dict) -> None:
+    """`extra`: the raw weights when the checkpoint holds others (EMA, a selected epoch), the EMA,
+    the GradScaler and the best epoch so far."""
     import io
 
     buf = io.BytesIO()
     torch.save(
         {"epoch": epoch, "config": cfg.model_dump(), "optimizer": optimizer.state_dict(),
-         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), **extra},
         buf,
     )
     atomic.write_bytes(path, buf.getvalue())
@@ -66,8 +70,11 @@ def fit(
     `optimizer`: continue with this one (its state kept) instead of a new one from `cfg`; the LR
     schedule restarts from the groups' `initial_lr` (unstructured pruning's shared optimizer).
     """
-    train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     recon = dataset.task == "reconstruction"
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, device, dataset.task)})
+    check_accum(cfg.batch_size, cfg.grad_accum)
+    check_select(cfg.select, recon)
+    train_loader = dataset.loader("train", cfg.batch_size, train=True, seed=cfg.seed, workers=cfg.workers)
     val_loader = dataset.loader("val", cfg.batch_size if recon else max(cfg.batch_size, 256), workers=cfg.workers)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
@@ -76,16 +83,24 @@ def fit(
 
         MaskKeeper(model, masks).attach(optimizer)
     start = 0
+    selection = Selection(cfg.select, recon)
     if resume_state is not None:
         if _saved_config(resume_state["config"]) != cfg.model_dump():
             raise UserError("--resume with different training options than the interrupted run")
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         torch.set_rng_state(resume_state["rng"])
+        if "model" in resume_state:  # the checkpoint holds EMA or best-epoch weights, not the raw ones
+            model.load_state_dict(resume_state["model"])
+        selection.load_state_dict(resume_state.get("selection", {}))
         start = resume_state["epoch"]
         err.print(f"resuming at epoch {start + 1}/{cfg.epochs}")
+    train_model, runner = prepare(model, cfg, device)
+    if resume_state is not None:
+        runner.load_state_dict(resume_state)
+    validated = runner.ema.module if runner.ema is not None else model
+    raw_differs = runner.ema is not None or cfg.select != "last"
     loss_fn = _recon_loss(cfg) if recon else _loss(cfg, teacher)
-    best = float("inf")
     state_path = sidecar_path(out, "state.pt") if out != "-" else None
     metrics: dict = {}
     done = 0
@@ -98,40 +113,55 @@ def fit(
             train_loader.set_epoch(epoch)
             bar.reset(task, total=len(train_loader), description=f"epoch {epoch + 1}/{cfg.epochs}")
             t0 = time.perf_counter()
-            train_loss, seen = train_one_epoch(
-                model, train_loader, optimizer, scheduler, device, loss_fn, teacher,
-                on_step=lambda: bar.advance(task),
-            )
+            with compile_errors(cfg.compile):
+                train_loss, seen = train_one_epoch(
+                    train_model, train_loader, optimizer, scheduler, device, loss_fn, teacher,
+                    on_step=lambda: bar.advance(task), runner=runner,
+                )
             secs = time.perf_counter() - t0
             if cfg.bn_recalibrate:
-                recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
+                recalibrate_bn(validated, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
                                cfg.bn_recalibrate, device)
-            val, summary = _validate(model, val_loader, device, cfg, recon)
+            val, summary = _validate(validated, val_loader, device, cfg, recon, runner)
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()
                                                                        if k != "samples"},
                        "images_per_s": seen / secs}
-            extra = on_epoch(model) if on_epoch is not None else {}
+            extra = on_epoch(validated) if on_epoch is not None else {}
             metrics.update(extra)
             err.print(
                 f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  {summary}"
                 f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
                 + "".join(f"  {k} {v:.4g}" for k, v in extra.items())
             )
+            improved = selection.update(metrics, validated)
             if out != "-":
-                if cfg.select == "last" or metrics["val_dc"] < best:  # val_dc: measurement-domain selection
-                    best = metrics.get("val_dc", best)
-                    save(metrics)
-                _save_state(state_path, epoch + 1, cfg, optimizer, scheduler)
+                if cfg.select != "val_dc" or improved:  # val_dc: measurement-domain selection
+                    _save_selected(save, model, validated, selection, metrics)
+                extra_state = {"selection": selection.state_dict(), **runner.state_dict()}
+                if raw_differs:
+                    extra_state["model"] = model.state_dict()
+                _save_state(state_path, epoch + 1, cfg, optimizer, scheduler, extra_state)
             done += 1
     if out == "-" or cfg.epochs == 0:
-        save(metrics)
-    return metrics
+        if metrics:
+            _save_selected(save, model, validated, selection, metrics)
+        else:
+            save(metrics)
+    return selection.header(metrics) if metrics else metrics
 
 
-def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool) -> tuple[dict, str]:
+def _save_selected(save, model, validated, selection, metrics: dict) -> None:
+    """Write the checkpoint with the selected weights (best epoch's, else the validated: EMA or raw)."""
+    weights = selection.weights if selection.select == "best" else (
+        None if validated is model else validated.state_dict())
+    with weights_in(model, weights):
+        save(selection.header(metrics))
+
+
+def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool, runner=None) -> tuple[dict, str]:
     """Validation numbers and their log text. Ground-truth-free strategies see only `dc`."""
     if not recon:
-        val = evaluate(model, loader, device)
+        val = evaluate(model, loader, device, runner=runner)
         return {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"]}, f"val top1 {val['top1']:.2f}%"
     from prunecli.engine import recon as R
 
