@@ -79,8 +79,10 @@ def compile_errors(enabled: bool):
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    """The root cause on one line (dynamo wraps a backend's exception in a multi-line report)."""
+    cause = getattr(error, "inner_exception", None) or error.__cause__ or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
 
 
 class StepRunner:
