@@ -148,3 +148,15 @@ def test_compile_trains_the_same_weights(tmp_path, monkeypatch):
     assert _load(compiled).header.lineage[-1].options["compile"] is True
     assert _max_diff(_weights(compiled), _weights(plain)) < 1e-5
     assert not any(k.startswith("_orig_mod") for k in _weights(compiled))
+
+
+def test_profile_synchronises_cuda_around_every_timed_forward(monkeypatch):
+    """On CUDA, kernels run asynchronously: each timed forward must sit between two synchronize()."""
+    from prunecli.profiling import latency
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    model = torch.nn.Linear(4, 2)
+    model.register_forward_hook(lambda *a: events.append("forward"))
+    latency.time_forward(model, torch.randn(3, 4), "cuda:0", warmup=1, runs=2)
+    assert events == ["forward", "sync", "sync", "forward", "sync", "sync", "forward", "sync"]
