@@ -52,6 +52,10 @@ def prune(
     fold: Annotated[str | None, typer.Option(help="zero-groups: what happens to the constant a zero filter still outputs after BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)")] = None,
     selection: Annotated[str, typer.Option(help="similarity tie-breaks: reference (the paper's code exactly: Python set visiting order, igraph edge weights) or strength (ours: ascending order, full weighted degree)")] = "reference",
     timeout: Annotated[float, typer.Option(help="seconds allowed for building the dependency graph and pruning together (structured methods; each MAC-search trial counts); past it: one error line, nothing written. 0: no limit")] = 600.0,
+    # speed (engine/amp.py): l1-unstructured's fine-tuning between steps
+    amp: O.Amp = "off",  # fp32 unless asked: the MTP report's numbers stay reproducible
+    channels_last: O.ChannelsLast = False,
+    grad_accum: O.GradAccum = 1,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -168,12 +172,13 @@ def _zero_groups_options(method: str, threshold, fold) -> tuple:
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
                  "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
                  "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
-                 "nesterov", "shared_optimizer")
+                 "nesterov", "shared_optimizer", "amp", "channels_last", "grad_accum")
 
 
 def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
                   total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer) -> None:
+                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer, amp, channels_last,
+                  grad_accum) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
     from prunecli.engine.config import make_config
@@ -189,8 +194,14 @@ def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, in
     plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=step, unit=unit, include_bn=include_bn,
                       ignore=ignore or [], finetune_epochs=finetune_epochs,
                       total_finetune_epochs=total_finetune_epochs)
+    from prunecli.engine.amp import check_accum, resolve_amp
+    from prunecli.utils.runtime import resolve_device
+
     cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov)
+                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov,
+                      amp=amp, channels_last=channels_last, grad_accum=grad_accum)
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, resolve_device(device))})
+    check_accum(cfg.batch_size, cfg.grad_accum)
     shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
     options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
                "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,

@@ -160,3 +160,19 @@ def test_profile_synchronises_cuda_around_every_timed_forward(monkeypatch):
     model.register_forward_hook(lambda *a: events.append("forward"))
     latency.time_forward(model, torch.randn(3, 4), "cuda:0", warmup=1, runs=2)
     assert events == ["forward", "sync", "sync", "forward", "sync", "sync", "forward", "sync"]
+
+
+def test_unstructured_finetuning_takes_amp_and_grad_accum(tiny_ckpt, tmp_path):
+    """prune --method l1-unstructured fine-tunes through the same loop: bf16 and 2 micro-batches."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "p.safetensors"
+    r = run_cli("prune", tiny_ckpt, "--method", "l1-unstructured", "--sparsity", "0.5", "--data", SYNTH,
+                "--finetune-epochs", "1", "-b", "32", "--device", "cpu", "--amp", "bf16", "--grad-accum", "2",
+                "--channels-last", "-o", out, "--json")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    header = _load(out).header
+    assert header.lineage[-1].options["amp"] == "bf16" and header.lineage[-1].options["grad_accum"] == 2
+    tensors = load_file(out)
+    zeros = sum(int((tensors[n] == 0).sum()) for n in header.sparse_params)
+    assert zeros / sum(tensors[n].numel() for n in header.sparse_params) == pytest.approx(0.5, abs=1e-3)

@@ -204,6 +204,11 @@ CASES |= {  # speed and averaging: --amp, --grad-accum, --ema, --select, --compi
     "finetune ema negative": ([*FT, "--data", SYNTH, "--ema", "-0.5"], "--ema"),
     "train bad select": ([*TRAIN, "--data", SYNTH, "--select", "worst"], "--select"),
     "classification select val_dc": ([*FT, "--data", SYNTH, "--select", "val_dc"], "for reconstruction models"),
+    "prune grad-accum not dividing": (["prune", "{ckpt}", "--method", "l1-unstructured", "--sparsity", "0.5",
+                                       "--data", SYNTH, "-b", "64", "--grad-accum", "3", "--device", "cpu", *OUT],
+                                      "must divide"),
+    "prune fp16 on cpu": (["prune", "{ckpt}", "--method", "l1-unstructured", "--sparsity", "0.5", "--data", SYNTH,
+                           "--amp", "fp16", "--device", "cpu", *OUT], "needs a CUDA device"),
     "mri select best": ([*MRI, "--data", "phantom:n=2,val=2,size=16", "--select", "best"], "use --select val_dc"),
 }
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
