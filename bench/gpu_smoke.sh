@@ -58,18 +58,18 @@ if [ -n "$DRY_RUN" ]; then
     R56_PROFILE=(--batch-sizes 1,8 --runs 3 --warmup 1) DEIT_PROFILE=(--batch-sizes 1 --runs 3 --warmup 1)
 fi
 
-step train_resnet56 80 "${PRUNECLI[@]}" train --model resnet56 --data "$R56_DATA" --epochs 2 -b 256 --lr 0.1 \
+step train_resnet56 95 "${PRUNECLI[@]}" train --model resnet56 --data "$R56_DATA" --epochs 2 -b 256 --lr 0.1 \
     "${FAST[@]}" -o "$WORK/r56.safetensors"
-step train_deit_tiny 90 "${PRUNECLI[@]}" train --model timm:deit_tiny_patch16_224 --data "$DEIT_DATA" --epochs 2 \
+step train_deit_tiny 95 "${PRUNECLI[@]}" train --model timm:deit_tiny_patch16_224 --data "$DEIT_DATA" --epochs 2 \
     -b 128 --optimizer adamw --lr 5e-4 --wd 0.05 "${FAST[@]}" -o "$WORK/deit.safetensors"
-step torchrun_nccl 45 "$TORCHRUN" --standalone --nproc_per_node 1 -m prunecli train --model resnet56 \
+step torchrun_nccl 40 "$TORCHRUN" --standalone --nproc_per_node 1 -m prunecli train --model resnet56 \
     --data "$DDP_DATA" --epochs 1 -b 256 --amp bf16 --device "$DEV" --json \
     -o "$WORK/r56_ddp.safetensors"
-step prune_resnet56 30 "${PRUNECLI[@]}" prune "$WORK/r56.safetensors" --method l1 --ratio 0.5 --device "$DEV" \
+step prune_resnet56 25 "${PRUNECLI[@]}" prune "$WORK/r56.safetensors" --method l1 --ratio 0.5 --device "$DEV" \
     --json -o "$WORK/r56_pruned.safetensors"
-step profile_resnet56 25 "${PRUNECLI[@]}" profile "$WORK/r56_pruned.safetensors" --compare "$WORK/r56.safetensors" \
+step profile_resnet56 20 "${PRUNECLI[@]}" profile "$WORK/r56_pruned.safetensors" --compare "$WORK/r56.safetensors" \
     --device "$DEV" "${R56_PROFILE[@]}" --json
-step profile_deit_tiny 25 "${PRUNECLI[@]}" profile "$WORK/deit.safetensors" --device "$DEV" "${DEIT_PROFILE[@]}" --json
+step profile_deit_tiny 20 "${PRUNECLI[@]}" profile "$WORK/deit.safetensors" --device "$DEV" "${DEIT_PROFILE[@]}" --json
 
 "$PY" - "$WORK" "$OUT" "$START" <<'EOF'
 """Collect images/s, latency and step times into one JSON; check bf16/compile reached the lineage."""

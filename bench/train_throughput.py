@@ -136,7 +136,7 @@ def main() -> None:
         ["ratio prunecli / bare (median of pairs)", ratio], ["target", f">= {TARGET}"],
         ["verdict", verdict(ratio >= TARGET)],
         ["loop overhead per step, 1-Linear model (ms)", loop_cost["overhead_ms_per_step"]],
-        ["  as a share of a bare ResNet-20 step", loop_cost["overhead_ms_per_step"] / (BATCH / median(base) * 1000)],
+        ["  as % of a bare ResNet-20 step", 100 * loop_cost["overhead_ms_per_step"] / (BATCH / median(base) * 1000)],
         ["A/A noise: bare / bare (median, min-max)", f"{median(side_ratios['bare PyTorch (A/A)']):.3f} "
          f"({min(side_ratios['bare PyTorch (A/A)']):.3f}-{max(side_ratios['bare PyTorch (A/A)']):.3f})"]])
     write_results("train_throughput", {

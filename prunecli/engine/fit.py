@@ -2,8 +2,11 @@
 
 The optimizer, scheduler, epoch and RNG state go to `<stem>.state.pt` beside the output
 (plain tensors and numbers, loaded with `weights_only=True`); the weights live in the
-output checkpoint itself. `--resume` reloads both and continues at the next epoch; the
-loaders are seeded per epoch, so the result equals an uninterrupted run.
+output checkpoint itself, unless it holds other weights than the raw ones (`--ema`: the
+EMA; `--select best|val_dc`: the selected epoch's): then the raw weights, the EMA, the fp16
+loss scale and the best epoch so far are in the state too. `--resume` reloads both and
+continues at the next epoch; the loaders are seeded per epoch, so the result equals an
+uninterrupted run.
 """
 
 from __future__ import annotations
