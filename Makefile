@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,3 +33,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs recipes/demo/runs
+
+# the CUDA paths (bf16, channels_last, torch.compile, NCCL torchrun, prune, profile) in < 5 min; needs a GPU
+gpu-smoke: $(STAMP)
+	PY=$(BIN)/python TORCHRUN=$(BIN)/torchrun bash bench/gpu_smoke.sh

@@ -40,3 +40,10 @@ Mixup = Annotated[float, typer.Option("--mixup", help="timm Mixup alpha (DeiT 0.
 Cutmix = Annotated[float, typer.Option("--cutmix", help="timm CutMix alpha (DeiT/ConvNeXt 1.0); with --mixup, one of the two per batch (switch prob 0.5); 0: off")]
 DropPath = Annotated[float, typer.Option("--drop-path", help="stochastic depth rate (timm's drop_path_rate, per-block linear schedule; timm models only); the checkpoint reloads unchanged")]
 Dropout = Annotated[float, typer.Option("--dropout", help="dropout rate: timm's drop_rate (before the classifier); other models: p of their existing dropout layers")]
+# speed and averaging (engine/amp.py): train, finetune (evaluate takes --amp and --channels-last)
+Amp = Annotated[str, typer.Option("--amp", help="mixed precision: bf16, fp16 (CUDA only, with a GradScaler), off, or auto (bf16 on a CUDA device that supports it, else off: CPU runs stay fp32). Reconstruction models train in fp32 (their FFTs are complex). The lineage records the mode that ran")]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="model and input images in channels_last memory format (faster convolutions on GPUs with tensor cores)")]
+Compile = Annotated[bool, typer.Option("--compile", help="train through torch.compile (inductor); the first epoch pays the compilation. A compilation failure stops with one error line")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="micro-batches per optimizer step: --batch-size stays the total per step and must be divisible by N (less memory, same gradient)")]
+Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of the weights (timm ModelEmaV3) with this decay, e.g. 0.9999; the EMA weights are validated and saved, the raw ones live in the resume state. 0: off")]
+Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way")]

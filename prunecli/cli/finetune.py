@@ -31,7 +31,7 @@ def finetune(
     kd_temperature: Annotated[float, typer.Option(help="KD temperature T")] = 4.0,
     strategy: Annotated[str, typer.Option(help="reconstruction: supervised (ground truth), distill (the --teacher's reconstructions, no ground truth) or selfsup (measurements only: ‖Ax̂−y‖₁ + rotation equivariance)")] = "supervised",
     loss: Annotated[str, typer.Option(help="reconstruction loss: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse")] = "auto",
-    select: Annotated[str, typer.Option(help="which epoch to keep: last, or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; no ground truth)")] = "last",
+    select: O.Select = "last",
     seed: O.Seed = 0,
     device: O.Device = "auto",
     workers: O.Workers = 0,
@@ -48,6 +48,12 @@ def finetune(
     dropout: O.Dropout = 0.0,
     sync_bn: O.SyncBn = True,
     repeated_aug: O.RepeatedAug = False,
+    # speed and averaging (engine/amp.py)
+    amp: O.Amp = "auto",
+    channels_last: O.ChannelsLast = False,
+    compile: O.Compile = False,
+    grad_accum: O.GradAccum = 1,
+    ema: O.Ema = 0.0,
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -91,6 +97,7 @@ def finetune(
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
         randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path, dropout=dropout,
         sync_bn=sync_bn, repeated_aug=repeated_aug,
+        amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()})

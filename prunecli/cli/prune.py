@@ -60,6 +60,10 @@ def prune(
     cutmix: O.Cutmix = 0.0,
     drop_path: O.DropPath = 0.0,
     dropout: O.Dropout = 0.0,
+    # speed (engine/amp.py): l1-unstructured's fine-tuning between steps
+    amp: O.Amp = "off",  # fp32 unless asked: the MTP report's numbers stay reproducible
+    channels_last: O.ChannelsLast = False,
+    grad_accum: O.GradAccum = 1,
 ) -> None:
     """Remove channels (filters) with Torch-Pruning's dependency graph, so residual and
     concat couplings stay consistent and the model is really smaller and faster.
@@ -183,14 +187,14 @@ def _zero_groups_options(method: str, threshold, fold) -> tuple:
 _UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
                  "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
                  "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
-                 "nesterov", "shared_optimizer", "sync_bn",
+                 "nesterov", "shared_optimizer", "sync_bn", "amp", "channels_last", "grad_accum",
                  "randaugment", "reprob", "mixup", "cutmix", "drop_path", "dropout")
 
 
 def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
                   total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer, sync_bn,
-                  randaugment, reprob, mixup, cutmix, drop_path, dropout) -> None:
+                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer, sync_bn, amp, channels_last,
+                  grad_accum, randaugment, reprob, mixup, cutmix, drop_path, dropout) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
     from prunecli.engine.config import make_config
@@ -206,10 +210,16 @@ def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, in
     plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=step, unit=unit, include_bn=include_bn,
                       ignore=ignore or [], finetune_epochs=finetune_epochs,
                       total_finetune_epochs=total_finetune_epochs)
+    from prunecli.engine.amp import check_accum, resolve_amp
+    from prunecli.utils.runtime import resolve_device
+
     cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov,
                       sync_bn=sync_bn, randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix,
-                      drop_path=drop_path, dropout=dropout)
+                      drop_path=drop_path, dropout=dropout, amp=amp, channels_last=channels_last,
+                      grad_accum=grad_accum)
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, resolve_device(device))})
+    check_accum(cfg.batch_size, cfg.grad_accum)
     shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
     options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
                "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,

@@ -52,6 +52,13 @@ def train(
     dropout: O.Dropout = 0.0,
     sync_bn: O.SyncBn = True,
     repeated_aug: O.RepeatedAug = False,
+    # speed and averaging (engine/amp.py)
+    amp: O.Amp = "auto",
+    channels_last: O.ChannelsLast = False,
+    compile: O.Compile = False,
+    grad_accum: O.GradAccum = 1,
+    ema: O.Ema = 0.0,
+    select: O.Select = "last",
 ) -> None:
     """Train a model and write a self-describing checkpoint.
 
@@ -103,7 +110,9 @@ def train(
                       nesterov=nesterov, weight_decay_mode=weight_decay_mode,
                       randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
                       dropout=dropout,
-                      sync_bn=sync_bn, repeated_aug=repeated_aug)
+                      sync_bn=sync_bn, repeated_aug=repeated_aug,
+                      amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
+                      select=select)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()})
     if output != "-":

@@ -39,7 +39,8 @@ class TrainConfig(BaseModel):
     # reconstruction (MRI) fine-tuning
     strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
-    select: Literal["last", "val_dc"] = "last"
+    select: Literal["last", "best", "val_dc"] = Field("last", description="the epoch the checkpoint keeps: last, "
+                                                      "best (highest val top-1) or val_dc (reconstruction)")
     bn_recalibrate: int = Field(0, ge=0, description="after each epoch, recompute BN statistics on N train batches")
     nesterov: bool = Field(True, description="SGD: Nesterov momentum (False: plain momentum, torch's default and "
                            "the MTP report's)")
@@ -54,6 +55,18 @@ class TrainConfig(BaseModel):
     cutmix: float = Field(0.0, ge=0, description="timm CutMix alpha (0: off)")
     drop_path: float = Field(0.0, ge=0, lt=1, description="stochastic depth rate (timm drop_path_rate)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier (timm drop_rate)")
+    # multi-process training (torchrun / DDP) and repeated augmentation — prunecli/engine/dist.py
+    sync_bn: bool = Field(True, description="under torchrun on CUDA, BatchNorm statistics over the global batch")
+    repeated_aug: bool = Field(False, description="timm's RepeatAugSampler: 3 differently augmented copies of "
+                               "each sample, dealt to different processes (changes the sample stream)")
+    # speed and averaging (--amp, --channels-last, --compile, --grad-accum, --ema; engine/amp.py)
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field("off", description="autocast dtype; the CLI's auto is "
+                                                        "resolved (bf16 on CUDA that supports it, else off)")
+    channels_last: bool = False
+    compile: bool = False
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is the total)")
+    ema: float = Field(0.0, ge=0, lt=1, description="ModelEmaV3 decay; 0 = off. The EMA weights are validated "
+                       "and saved")
 
     @field_validator("randaugment")
     @classmethod
@@ -63,10 +76,6 @@ class TrainConfig(BaseModel):
         from prunecli.engine.augment import check_randaugment  # imports torch: only for a given spec
 
         return check_randaugment(spec)
-    # multi-process training (torchrun / DDP) and repeated augmentation — prunecli/engine/dist.py
-    sync_bn: bool = Field(True, description="under torchrun on CUDA, BatchNorm statistics over the global batch")
-    repeated_aug: bool = Field(False, description="timm's RepeatAugSampler: 3 differently augmented copies of "
-                               "each sample, dealt to different processes (changes the sample stream)")
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -2,8 +2,11 @@
 
 The optimizer, scheduler, epoch and RNG state go to `<stem>.state.pt` beside the output
 (plain tensors and numbers, loaded with `weights_only=True`); the weights live in the
-output checkpoint itself. `--resume` reloads both and continues at the next epoch; the
-loaders are seeded per epoch, so the result equals an uninterrupted run.
+output checkpoint itself, unless it holds other weights than the raw ones (`--ema`: the
+EMA; `--select best|val_dc`: the selected epoch's): then the raw weights, the EMA, the fp16
+loss scale and the best epoch so far are in the state too. `--resume` reloads both and
+continues at the next epoch; the loaders are seeded per epoch, so the result equals an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ import torch
 
 from prunecli.cli._output import err, progress
 from prunecli.engine import dist
+from prunecli.engine.amp import check_accum, compile_errors, compile_model, prepare, resolve_amp
 from prunecli.engine.augment import cross_entropy
 from prunecli.engine.config import TrainConfig
 from prunecli.engine.loop import evaluate, hard_distill_loss, kd_loss, recalibrate_bn, train_one_epoch
 from prunecli.engine.optim import make_optimizer, make_scheduler
+from prunecli.engine.select import Selection, check_select, weights_in
 from prunecli.errors import UserError
 from prunecli.io import atomic
 from prunecli.io.sidecars import sidecar_path
 
 
-def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler) -> None:
-    """Every rank takes part (their RNG states are gathered); rank 0 writes."""
+def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler, extra: dict) -> None:
+    """`extra`: the raw weights when the checkpoint holds others (EMA, a selected epoch), the EMA,
+    the GradScaler and the best epoch so far. Every rank takes part (their RNG states are
+    gathered); rank 0 writes."""
     import io
 
     rngs = dist.all_gather_object(torch.get_rng_state())
@@ -34,7 +41,7 @@ def _save_state(path: Path, epoch: int, cfg: TrainConfig, optimizer, scheduler) 
         return
     buf = io.BytesIO()
     state = {"epoch": epoch, "config": cfg.model_dump(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "rng": rngs[0]}
+             "scheduler": scheduler.state_dict(), "rng": rngs[0], **extra}
     if len(rngs) > 1:  # torchrun: each rank's own stream (dropout, drop-path) resumes too
         state["rng_ranks"] = rngs
     torch.save(state, buf)
@@ -78,11 +85,14 @@ def fit(
     """
     from prunecli.engine import augment
 
+    recon = dataset.task == "reconstruction"
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, device, dataset.task)})
+    check_accum(cfg.batch_size, cfg.grad_accum)
+    check_select(cfg.select, recon)
     dist.check_batch(cfg.batch_size)
     dataset.train_aug = augment.train_aug(cfg)  # --randaugment/--reprob (file-based families)
     mix = augment.mixer(cfg, dataset)  # --mixup/--cutmix
     train_loader = _loader(dataset, "train", cfg.batch_size, cfg, train=True)
-    recon = dataset.task == "reconstruction"
     val_loader = _loader(dataset, "val", cfg.batch_size if recon else max(cfg.batch_size, 256), cfg)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
@@ -91,20 +101,29 @@ def fit(
 
         MaskKeeper(model, masks).attach(optimizer)
     start = 0
+    selection = Selection(cfg.select, recon)
     if resume_state is not None:
         if _saved_config(resume_state["config"]) != cfg.model_dump():
             raise UserError("--resume with different training options than the interrupted run")
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         _restore_rng(resume_state)
+        if "model" in resume_state:  # the checkpoint holds EMA or best-epoch weights, not the raw ones
+            model.load_state_dict(resume_state["model"])
+        selection.load_state_dict(resume_state.get("selection", {}))
         start = resume_state["epoch"]
         err.print(f"resuming at epoch {start + 1}/{cfg.epochs}")
+    train_model, runner = prepare(model, cfg, device)
+    if resume_state is not None:
+        runner.load_state_dict(resume_state)
+    validated = runner.ema.module if runner.ema is not None else model
+    raw_differs = runner.ema is not None or cfg.select != "last"
     loss_fn = _recon_loss(cfg) if recon else _loss(cfg, teacher)
-    best = float("inf")
     state_path = sidecar_path(out, "state.pt") if out != "-" else None
     metrics: dict = {}
     done = 0
-    wrapped = dist.wrap(model, device, cfg.sync_bn)
+    wrapped = dist.wrap(train_model, device, cfg.sync_bn)
+    net = compile_model(wrapped.net) if cfg.compile else wrapped.net
     try:
         with progress() as bar:
             task = bar.add_task("train", total=len(train_loader), status="")
@@ -117,40 +136,56 @@ def fit(
                     mix.set_epoch(epoch)
                 bar.reset(task, total=len(train_loader), description=f"epoch {epoch + 1}/{cfg.epochs}")
                 t0 = time.perf_counter()
-                train_loss, seen = train_one_epoch(
-                    wrapped.net, train_loader, optimizer, scheduler, device, loss_fn, teacher,
-                    on_step=lambda: bar.advance(task), mix=mix,
-                )
+                with compile_errors(cfg.compile):
+                    train_loss, seen = train_one_epoch(
+                        net, train_loader, optimizer, scheduler, device, loss_fn, teacher,
+                        on_step=lambda: bar.advance(task), mix=mix, runner=runner,
+                    )
                 train_loss, seen = _reduce_loss(train_loss, seen, device)
                 secs = time.perf_counter() - t0
                 if cfg.bn_recalibrate:  # every rank the same N whole batches, plain BN: one process's statistics
                     with wrapped.plain():
-                        recalibrate_bn(model, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
+                        recalibrate_bn(validated, dataset.loader("train", cfg.batch_size, workers=cfg.workers),
                                        cfg.bn_recalibrate, device)
-                dist.broadcast_buffers(model)  # the ranks validate the model rank 0 saves
-                val, summary = _validate(model, val_loader, device, cfg, recon)
+                for m in {id(model): model, id(validated): validated}.values():
+                    dist.broadcast_buffers(m)  # the ranks validate the model rank 0 saves
+                val, summary = _validate(validated, val_loader, device, cfg, recon, runner)
                 metrics = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()
                                                                            if k != "samples"},
                            "images_per_s": seen / secs}
                 with wrapped.plain():
-                    extra = on_epoch(model) if on_epoch is not None else {}
+                    extra = on_epoch(validated) if on_epoch is not None else {}
                     metrics.update(extra)
                     err.print(
                         f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {train_loss:.4f}  {summary}"
                         f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
                         + "".join(f"  {k} {v:.4g}" for k, v in extra.items())
                     )
+                    improved = selection.update(metrics, validated)
                     if out != "-":
-                        if cfg.select == "last" or metrics["val_dc"] < best:  # val_dc: measurement-domain selection
-                            best = metrics.get("val_dc", best)
-                            _main_only(save, metrics)
-                        _save_state(state_path, epoch + 1, cfg, optimizer, scheduler)
+                        if (cfg.select != "val_dc" or improved) and dist.is_main():  # val_dc: measurement domain
+                            _save_selected(save, model, validated, selection, metrics)
+                        extra_state = {"selection": selection.state_dict(), **runner.state_dict()}
+                        if raw_differs:
+                            extra_state["model"] = model.state_dict()
+                        _save_state(state_path, epoch + 1, cfg, optimizer, scheduler, extra_state)
                 done += 1
     finally:
         wrapped.close()
-    if out == "-" or cfg.epochs == 0:
-        _main_only(save, metrics)
-    return metrics
+    if (out == "-" or cfg.epochs == 0) and dist.is_main():
+        if metrics:
+            _save_selected(save, model, validated, selection, metrics)
+        else:
+            save(metrics)
+    return selection.header(metrics) if metrics else metrics
+
+
+def _save_selected(save, model, validated, selection, metrics: dict) -> None:
+    """Write the checkpoint with the selected weights (best epoch's, else the validated: EMA or raw)."""
+    weights = selection.weights if selection.select == "best" else (
+        None if validated is model else validated.state_dict())
+    with weights_in(model, weights):
+        save(selection.header(metrics))
 
 
 def _loader(dataset, split: str, batch_size: int, cfg: TrainConfig, train: bool = False):
@@ -168,16 +203,10 @@ def _reduce_loss(mean: float, count: int, device: str) -> tuple[float, int]:
     return float(sums[0]) / max(1.0, float(sums[1])), int(sums[1])
 
 
-def _main_only(save: Callable[[dict], None], metrics: dict) -> None:
-    """Checkpoints are written by rank 0 only (the others would only build the same bytes)."""
-    if dist.is_main():
-        save(metrics)
-
-
-def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool) -> tuple[dict, str]:
+def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool, runner=None) -> tuple[dict, str]:
     """Validation numbers and their log text. Ground-truth-free strategies see only `dc`."""
     if not recon:
-        val = evaluate(model, loader, device)
+        val = evaluate(model, loader, device, runner=runner)
         return {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"]}, f"val top1 {val['top1']:.2f}%"
     from prunecli.engine import recon as R
 

@@ -43,10 +43,15 @@ def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, device: str, loss_fn: Callable, teacher=None, on_step=None, mix=None
+    model, loader, optimizer, scheduler, device: str, loss_fn: Callable, teacher=None, on_step=None, mix=None,
+    runner=None,
 ) -> tuple[float, int]:
     """Returns (mean loss, samples seen). `mix` (engine/augment.py Mixer) mixes each batch on the
-    device before the model (and the teacher) see it."""
+    device before the model (and the teacher) see it; `runner` (engine/amp.py) does autocast,
+    memory format, micro-batches and the scaled step (without one, a plain fp32 step)."""
+    from prunecli.engine.amp import StepRunner
+
+    runner = runner or StepRunner()
     model.train()
     total = torch.zeros((), device=device)
     count = 0
@@ -54,40 +59,53 @@ def train_one_epoch(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if mix is not None:
             x, y = mix(x, y)
-        logits = model(x)
-        t_logits = None
-        if teacher is not None:
-            with torch.no_grad():
-                t_logits = teacher(x)
-        if getattr(loss_fn, "full", False):  # reconstruction strategies also see the input and the model
-            loss = loss_fn(logits, y, t_logits, x, model)
-        elif teacher is not None:
-            loss = loss_fn(logits, y, t_logits)
-        else:
-            loss = loss_fn(logits, y)
+        x = runner.inputs(x)
         optimizer.zero_grad(set_to_none=True)
-        weight = getattr(loader, "batch_weight", 1.0)  # torchrun: uneven last batch (prunecli/data/shard.py)
-        (loss if weight == 1.0 else loss * weight).backward()
-        optimizer.step()
+        share = getattr(loader, "batch_weight", 1.0)  # torchrun: uneven last batch (prunecli/data/shard.py)
+        for xs, ys, weight, sync in runner.micro_batches(model, x, y):
+            with sync:
+                with runner.autocast():
+                    loss = _loss_of(model, xs, ys, loss_fn, teacher)
+                runner.backward(loss, weight if share == 1.0 else (1.0 if weight is None else weight) * share)
+            total += loss.detach().float() * len(ys)
+        runner.step(model, optimizer)
         scheduler.step()
-        total += loss.detach() * len(y)
         count += len(y)
         if on_step is not None:
             on_step()
     return float(total) / max(1, count), count
 
 
+def _loss_of(model, x, y, loss_fn: Callable, teacher):
+    logits = model(x)
+    t_logits = None
+    if teacher is not None:
+        with torch.no_grad():
+            t_logits = teacher(x)
+    if getattr(loss_fn, "full", False):  # reconstruction strategies also see the input and the model
+        return loss_fn(logits, y, t_logits, x, model)
+    if teacher is not None:
+        return loss_fn(logits, y, t_logits)
+    return loss_fn(logits, y)
+
+
 @torch.no_grad()
-def evaluate(model, loader, device: str, on_step=None) -> dict[str, float]:
-    """Top-1, top-5 (top-k for k < 5 classes) accuracy in percent, and mean cross-entropy."""
+def evaluate(model, loader, device: str, on_step=None, runner=None) -> dict[str, float]:
+    """Top-1, top-5 (top-k for k < 5 classes) accuracy in percent, and mean cross-entropy
+    (the logits under `runner`'s autocast and memory format, the loss in fp32)."""
+    from prunecli.engine.amp import StepRunner
+
+    runner = runner or StepRunner()
     model.eval()
     loss = torch.zeros((), device=device)
     top1 = torch.zeros((), device=device)
     top5 = torch.zeros((), device=device)
     n = 0
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
+        x, y = runner.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        with runner.autocast():
+            logits = model(x)
+        logits = logits.float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices

@@ -71,6 +71,14 @@ def sparse_masks(model, header: Header) -> dict | None:
     return masks
 
 
+def _resolve_amp(cfg: TrainConfig, options: dict | None, device: str, task: str) -> tuple[TrainConfig, dict]:
+    """`--amp auto` → the mode this device runs, so the lineage records what ran (bf16 or off)."""
+    from prunecli.engine.amp import resolve_amp
+
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, device, task)})
+    return cfg, {**(options or {}), **cfg.model_dump()}
+
+
 def _saver(model, out: str, header: Header):
     def save(metrics: dict[str, Any]) -> None:
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -101,6 +109,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     device = dist.setup(device)
     dataset = build_data(data_spec)
     seed_everything(cfg.seed)
+    cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     parent_sha = None
     if init is not None:
         loaded = ckpt.load(init)
@@ -152,6 +161,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     device = dist.setup(device)
     dataset = build_data(data_spec)
     seed_everything(cfg.seed)
+    cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     loaded = ckpt.load(src)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape)
@@ -199,7 +209,7 @@ def model_preprocess(loaded, overrides: dict) -> dict | None:
 
 
 def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str = "val", workers: int = 0,
-             overrides: dict | None = None) -> dict:
+             overrides: dict | None = None, amp: str = "off", channels_last: bool = False) -> dict:
     from prunecli.data import build_data
     from prunecli.engine import dist
     from prunecli.engine.loop import evaluate as eval_loop
@@ -211,16 +221,25 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
     loader = dist.shard(dataset.loader(split, batch_size, workers=workers), what=f"data {data_spec!r}")
     from prunecli.cli._output import progress
+    from prunecli.engine.amp import StepRunner, resolve_amp
 
+    mode = resolve_amp(amp, device, loaded.header.task)
+    kwargs = {}
     if loaded.header.task == "reconstruction":
         from prunecli.engine.recon import evaluate as eval_loop  # noqa: F811  PSNR/SSIM/NMSE
+    else:
+        kwargs["runner"] = StepRunner(mode, device, channels_last=channels_last)
+        if channels_last:
+            import torch
+
+            loaded.model.to(memory_format=torch.channels_last)
     with progress() as bar:
         task = bar.add_task(f"evaluate {split}", total=len(loader), status="")
-        result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task))
+        result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task), **kwargs)
     applied = dataset.preprocess if dataset.applies_preprocess else None
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
-            "preprocess": used or None}
+            "amp": mode, "preprocess": used or None}
 
 
 def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, batch_size: int,

@@ -211,6 +211,26 @@ CASES |= {  # timm augmentation/regularisation and holdout=N (issue 13)
                                        "leaves no training images"),
     "ham10000: holdout 0": ([*TRAIN, "--data", "ham10000:{d[ham_bad_image]}?holdout=0"], "holdout must be"),
 }
+CASES |= {  # speed and averaging: --amp, --grad-accum, --ema, --select, --compile (engine/amp.py, engine/select.py)
+    "train bad amp": ([*TRAIN, "--data", SYNTH, "--amp", "fp8"], "--amp"),
+    "train fp16 on cpu": ([*TRAIN, "--data", SYNTH, "--amp", "fp16"], "needs a CUDA device"),
+    "finetune fp16 on cpu": ([*FT, "--data", SYNTH, "--amp", "fp16"], "needs a CUDA device"),
+    "evaluate bad amp": ([*EVAL, "--data", SYNTH, "--amp", "half"], "--amp"),
+    "mri bf16": ([*MRI, "--data", "phantom:n=2,val=2,size=16", "--amp", "bf16"], "complex FFTs"),
+    "train grad-accum 0": ([*TRAIN, "--data", SYNTH, "--grad-accum", "0"], "--grad-accum"),
+    "train grad-accum not dividing": ([*TRAIN, "--data", SYNTH, "--grad-accum", "3"], "must divide --batch-size 64"),
+    "finetune grad-accum not dividing": ([*FT, "--data", SYNTH, "--grad-accum", "5"], "must divide"),
+    "train ema 1": ([*TRAIN, "--data", SYNTH, "--ema", "1"], "--ema"),
+    "finetune ema negative": ([*FT, "--data", SYNTH, "--ema", "-0.5"], "--ema"),
+    "train bad select": ([*TRAIN, "--data", SYNTH, "--select", "worst"], "--select"),
+    "classification select val_dc": ([*FT, "--data", SYNTH, "--select", "val_dc"], "for reconstruction models"),
+    "prune grad-accum not dividing": (["prune", "{ckpt}", "--method", "l1-unstructured", "--sparsity", "0.5",
+                                       "--data", SYNTH, "-b", "64", "--grad-accum", "3", "--device", "cpu", *OUT],
+                                      "must divide"),
+    "prune fp16 on cpu": (["prune", "{ckpt}", "--method", "l1-unstructured", "--sparsity", "0.5", "--data", SYNTH,
+                           "--amp", "fp16", "--device", "cpu", *OUT], "needs a CUDA device"),
+    "mri select best": ([*MRI, "--data", "phantom:n=2,val=2,size=16", "--select", "best"], "use --select val_dc"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
