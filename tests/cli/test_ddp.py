@@ -364,3 +364,21 @@ def test_l1_unstructured_fine_tunes_distributed_and_equals_one_process(tmp_path)
     ddp, one = weights(tmp_path / "ddp.safetensors"), weights(tmp_path / "one.safetensors")
     assert max_diff(ddp, one) < WEIGHT_TOL
     assert all(torch.equal(ddp[k] == 0, one[k] == 0) for k in one if one[k].dim() > 1 and (one[k] == 0).any())
+
+
+def test_grad_accum_ema_and_select_best_under_torchrun_equal_one_process(tmp_path):
+    """The step runner (no_sync on the first micro-batch), the EMA and the best-epoch selection
+    compose with DDP: 2 ranks write what 1 process writes with the same options."""
+    from prunecli.io import checkpoint as ckpt
+
+    opts = [*TRAIN[:6], "--epochs", "2", *TRAIN[8:], "--grad-accum", "2", "--ema", "0.9", "--select", "best"]
+    res = torchrun("train", *opts, "-o", tmp_path / "ddp.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    single = run_cli("train", *opts, "-o", tmp_path / "single.safetensors")
+    assert single.exit_code == 0, single.output
+    assert max_diff(weights(tmp_path / "ddp.safetensors"), weights(tmp_path / "single.safetensors")) < WEIGHT_TOL
+    a, b = (ckpt.load(tmp_path / f"{n}.safetensors").header.metrics for n in ("ddp", "single"))
+    assert a["best_epoch"] == b["best_epoch"] and a["last_epoch"] == b["last_epoch"] == 2
+    assert abs(a["best_val_top1"] - b["best_val_top1"]) < 1e-9
+    options = ckpt.load(tmp_path / "ddp.safetensors").header.lineage[-1].options
+    assert (options["world_size"], options["grad_accum"], options["ema"], options["amp"]) == (2, 2, 0.9, "off")
