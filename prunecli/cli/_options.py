@@ -6,6 +6,41 @@ from typing import Annotated
 
 import typer
 
+
+# closed sets (issue 14): real choices, so `--help` lists them and shell completion offers them
+class Choice:
+    """A closed set of values for one option: Typer's `parser` (a value outside it is our one
+    `error:` line, exit 2, not a usage box), `autocompletion` (the shell offers the values) and
+    `metavar` (`--help` lists them). `on_miss(value)` may raise a more helpful UserError first
+    (an unknown method name gets the registry's "did you mean" and the kind it belongs to)."""
+
+    def __init__(self, flag: str, values, on_miss=None):
+        self.flag, self.values, self.on_miss = flag, tuple(values), on_miss
+
+    def __call__(self, value):
+        if value is None or value in self.values:
+            return value
+        if self.on_miss is not None:
+            self.on_miss(value)
+        from prunecli.errors import UserError
+
+        *rest, last = self.values
+        listed = f"{', '.join(rest)} or {last}" if rest else last
+        raise UserError(f"{self.flag} must be {listed}, got {value!r}")
+
+    def complete(self, incomplete: str) -> list[str]:
+        return [v for v in self.values if v.startswith(incomplete)]
+
+    def option(self) -> dict:
+        """The typer.Option keyword arguments."""
+        return {"parser": self, "autocompletion": self.complete, "metavar": "[" + "|".join(self.values) + "]"}
+
+
+def choice(flag: str, *values: str, on_miss=None) -> dict:
+    """`typer.Option(..., **choice("--amp", "off", "auto", "bf16", "fp16"))`."""
+    return Choice(flag, values, on_miss).option()
+
+
 Ckpt = Annotated[str, typer.Argument(help="input checkpoint (.safetensors); `-` reads stdin", show_default=False)]
 Out = Annotated[str, typer.Option("-o", "--output", help="output checkpoint; `-` writes stdout", show_default=False)]
 Data = Annotated[str, typer.Option("--data", help="data spec: digits, synthetic[:k=v,..], cifar10:DIR, cifar100:DIR (these three take ?aug=crop|shift|none&norm=dataset|half), imagefolder:DIR[?size=N], ham10000:DIR[?size=N] (`prunecli ls data`)")]
@@ -47,3 +82,4 @@ Compile = Annotated[bool, typer.Option("--compile", help="train through torch.co
 GradAccum = Annotated[int, typer.Option("--grad-accum", help="micro-batches per optimizer step: --batch-size stays the total per step and must be divisible by N (less memory, same gradient)")]
 Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of the weights (timm ModelEmaV3) with this decay, e.g. 0.9999; the EMA weights are validated and saved, the raw ones live in the resume state. 0: off")]
 Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way")]
+

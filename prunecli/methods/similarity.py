@@ -31,16 +31,21 @@ the conv's filters from its inputs and the same indices from its outputs.
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import SIMILARITY, THRESHOLD, TIMEOUT, Param
+
+if TYPE_CHECKING:  # torch is imported where it runs: `prune --help` reads this file
+    import torch
 
 HASH_SIZE = 8
 
 
 def dct_matrix(n: int, k: int) -> torch.Tensor:
     """The first `k` rows of the (unnormalised) DCT-II matrix of size n; scale does not change a hash."""
+    import torch
+
     x = torch.arange(n, dtype=torch.float64)
     u = torch.arange(k, dtype=torch.float64).unsqueeze(1)
     return torch.cos(math.pi * (2 * x + 1) * u / (2 * n))
@@ -72,6 +77,8 @@ def select(sim: torch.Tensor, threshold: float, selection: str = "reference") ->
     `selection` picks the tie-break rule (module docstring): "reference" or "strength".
     Returns kept and deleted filter indices, the edge count and each filter's degree.
     """
+    import torch
+
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     c = sim.shape[0]
@@ -208,8 +215,20 @@ def tied_layers(model, entry) -> list[tuple[str, str]]:
     return pairs
 
 
+PARAMS = (
+    THRESHOLD,
+    Param("samples", int, 100, "training images whose feature maps are hashed, a random draw seeded by --seed",
+          SIMILARITY, min=1),
+    Param("reuse", str | None, None, "an `analyze --method similarity` report of this checkpoint: skip the "
+          "feature maps", SIMILARITY),
+    Param("selection", str, "reference", "tie-breaks: reference (the paper's code exactly: Python set visiting "
+          "order, igraph edge weights) or strength (ours: ascending order, full weighted degree)", SIMILARITY,
+          choices=SELECTIONS),
+    TIMEOUT,
+)
+
 register_method(Method(
     "similarity", "structured", "Jiang Li et al. PRL 2023",
     "feature-map pHash similarity graph, greedy representative per neighbourhood (--threshold τ)",
-    decide=decide,
+    decide=decide, params=PARAMS,
 ))
