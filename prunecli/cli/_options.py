@@ -65,10 +65,10 @@ SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="leave ou
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate", rich_help_panel=OPTIM)]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
-Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov momentum; --no-nesterov: plain), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)", rich_help_panel=OPTIM)]
+Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov momentum; --no-nesterov: plain), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)", rich_help_panel=OPTIM, **choice("--optimizer", "sgd", "adam", "adamw", "proxsgd"))]
 Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov unless --no-nesterov)", rich_help_panel=OPTIM)]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay", rich_help_panel=OPTIM)]
-Schedule = Annotated[str, typer.Option(help="cosine, step or constant", rich_help_panel=SCHEDULE)]
+Schedule = Annotated[str, typer.Option(help="cosine, step or constant", rich_help_panel=SCHEDULE, **choice("--schedule", "cosine", "step", "constant"))]
 StepSize = Annotated[int, typer.Option(help="epochs between decays (step schedule)", rich_help_panel=SCHEDULE)]
 Milestones = Annotated[str | None, typer.Option(help="epochs of the decays, e.g. 80,120 (step schedule; replaces --step-size)", rich_help_panel=SCHEDULE)]
 Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)", rich_help_panel=SCHEDULE)]
@@ -87,10 +87,10 @@ Cutmix = Annotated[float, typer.Option("--cutmix", help="timm CutMix alpha (DeiT
 DropPath = Annotated[float, typer.Option("--drop-path", help="stochastic depth rate (timm's drop_path_rate, per-block linear schedule; timm models only); the checkpoint reloads unchanged", rich_help_panel=AUGMENT)]
 Dropout = Annotated[float, typer.Option("--dropout", help="dropout rate: timm's drop_rate (before the classifier); other models: p of their existing dropout layers", rich_help_panel=AUGMENT)]
 # speed and averaging (engine/amp.py): train, finetune (evaluate takes --amp and --channels-last)
-Amp = Annotated[str, typer.Option("--amp", help="mixed precision: bf16, fp16 (CUDA only, with a GradScaler), off, or auto (bf16 on a CUDA device that supports it, else off: CPU runs stay fp32). Reconstruction models train in fp32 (their FFTs are complex). The lineage records the mode that ran", rich_help_panel=SPEED)]
+Amp = Annotated[str, typer.Option("--amp", help="mixed precision: bf16, fp16 (CUDA only, with a GradScaler), off, or auto (bf16 on a CUDA device that supports it, else off: CPU runs stay fp32). Reconstruction models train in fp32 (their FFTs are complex). The lineage records the mode that ran", rich_help_panel=SPEED, **choice("--amp", "off", "auto", "bf16", "fp16"))]
 ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="model and input images in channels_last memory format (faster convolutions on GPUs with tensor cores)", rich_help_panel=SPEED)]
 Compile = Annotated[bool, typer.Option("--compile", help="train through torch.compile (inductor); the first epoch pays the compilation. A compilation failure stops with one error line", rich_help_panel=SPEED)]
 GradAccum = Annotated[int, typer.Option("--grad-accum", help="micro-batches per optimizer step: --batch-size stays the total per step and must be divisible by N (less memory, same gradient)", rich_help_panel=SPEED)]
 Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of the weights (timm ModelEmaV3) with this decay, e.g. 0.9999; the EMA weights are validated and saved, the raw ones live in the resume state. 0: off", rich_help_panel=SPEED)]
-Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way", rich_help_panel=SCHEDULE)]
+Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way", rich_help_panel=SCHEDULE, **choice("--select", "last", "best", "val_dc"))]
 

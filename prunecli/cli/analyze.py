@@ -6,12 +6,20 @@ from typing import Annotated
 
 import typer
 
+from prunecli.analysis.run import ANALYSES
 from prunecli.cli import _options as O
+
+
+def _not_an_analysis(name: str) -> None:
+    """An unknown name gets the registry's "did you mean"; a pruning method is sent to `prune`."""
+    from prunecli.analysis.run import analysis_for
+
+    analysis_for(name)
 
 
 def analyze(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity, similarity or cka (`prunecli ls methods`)")] = "magnitude",
+    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity, similarity or cka (`prunecli ls methods`)", **O.choice("--method", *ANALYSES, on_miss=_not_an_analysis))] = "magnitude",
     data: Annotated[str | None, typer.Option("--data", help="validation data (sensitivity, cka; training images for similarity): digits, synthetic[:..], cifar10:DIR, ...")] = None,
     ratios: Annotated[str, typer.Option("--ratios", help="comma-separated per-layer pruning ratios in (0,1) (sensitivity)")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="use at most N validation batches (per trial for sensitivity; cka) (default: all)")] = None,
@@ -26,8 +34,8 @@ def analyze(
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
-    cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)")] = "layers",
-    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)")] = "reference",
+    cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)", **O.choice("--cka-modules", "layers", "all"))] = "layers",
+    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)", **O.choice("--selection", "reference", "strength"))] = "reference",
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 
