@@ -26,11 +26,16 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+def table(title: str | None, columns: list[str], rows: list[list[Any]], whole: int = 0) -> Table:
+    """A rich table; the first `whole` columns (names) are never cut or wrapped, and when
+    `whole` is given the others wrap (long tokens fold) instead of ending in "…"."""
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
         numeric = i > 0 and all(isinstance(r[i], int | float) or r[i] in (None, "") for r in rows if i < len(r))
-        t.add_column(col, justify="right" if numeric else "left")
+        keep = i < whole
+        widest = max(len(line) for r in [columns, *rows] if i < len(r) for line in fmt(r[i]).splitlines()) if keep else None
+        t.add_column(col, justify="right" if numeric else "left", no_wrap=keep, min_width=widest,
+                     overflow="fold" if whole else "ellipsis")
     for row in rows:
         t.add_row(*[fmt(v) for v in row])
     return t
