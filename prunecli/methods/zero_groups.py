@@ -140,7 +140,7 @@ FOLDS = ("reference", "exact-1x1")
 def decide(loaded, options: dict) -> tuple[dict, dict]:
     """Channels whose producing filters are all below `options['threshold']`; constants dropped
     with the reference's all-zero branches removed (`fold=reference`), or folded (`exact-1x1`)."""
-    from prunecli.cli._output import err, warn
+    from prunecli.console import err, warn
     from prunecli.errors import UserError
 
     fold = options.get("fold") or "reference"
