@@ -47,10 +47,11 @@ def test_prune_help_has_a_panel_per_method_group_and_imports_no_torch():
     assert not _imports_torch("prune", "--help") and not _imports_torch("--help")
 
 
-@pytest.mark.parametrize("command", ["train", "finetune"])
-def test_train_and_finetune_help_panels(command):
+@pytest.mark.parametrize(("command", "panels"), [("train", TRAIN_PANELS), ("finetune", TRAIN_PANELS),
+                                                 ("analyze", ("Data and device", "Sensitivity", "Similarity", "CKA"))])
+def test_train_finetune_and_analyze_help_panels(command, panels):
     out = _proc(command, "--help").stdout
-    for panel in TRAIN_PANELS:
+    for panel in panels:
         assert f"╭─ {panel} " in out, panel
 
 
