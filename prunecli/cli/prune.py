@@ -1,4 +1,4 @@
-"""`prunecli prune`: structured pruning of a checkpoint into a physically smaller one.
+"""`prunecli prune`: structured pruning into a physically smaller checkpoint, or unstructured zeros.
 
 The options come from the methods: each method file declares the params it takes
 (`prunecli.methods.params`), `_methods` turns them into Typer options grouped in help panels,
@@ -98,7 +98,7 @@ def prune(ctx: typer.Context, **values: Any) -> None:
         raise UserError(f"--method {chosen.name} sets no ratio: τ decides (use --threshold, not --ratio/--target-macs)")
     refuse_foreign(ctx, chosen, v)
     if chosen.kind == "unstructured":  # fine-tunes: runs on every torchrun rank (DDP)
-        return _unstructured(**{k: v[k] for k in _UNSTRUCTURED})
+        return _unstructured(chosen.name, v)
     from prunecli.engine import dist
 
     if not dist.is_main():  # one-shot: rank 0 prunes, the other torchrun ranks have nothing to do
@@ -171,47 +171,39 @@ def _zero_groups_options(method: str, threshold, fold) -> tuple:
     return (1e-6 if threshold is None else threshold), (fold or "reference")
 
 
-_UNSTRUCTURED = ("checkpoint", "method", "output", "sparsity", "schedule", "step", "unit", "include_bn",
-                 "finetune_epochs", "total_finetune_epochs", "snapshots", "lr", "optimizer", "momentum",
-                 "weight_decay", "lr_schedule", "device", "data", "batch_size", "seed", "ignore", "json",
-                 "nesterov", "shared_optimizer", "sync_bn", "amp", "channels_last", "grad_accum",
-                 "randaugment", "reprob", "mixup", "cutmix", "drop_path", "dropout")
+_CONFIG = ("batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed", "nesterov", "sync_bn",
+           "randaugment", "reprob", "mixup", "cutmix", "drop_path", "dropout", "amp", "channels_last", "grad_accum")
+"""The options that become the fine-tuning's TrainConfig fields of the same name (--lr-schedule: `schedule`)."""
 
 
-def _unstructured(checkpoint, method, output, sparsity, schedule, step, unit, include_bn, finetune_epochs,
-                  total_finetune_epochs, snapshots, lr, optimizer, momentum, weight_decay, lr_schedule, device,
-                  data, batch_size, seed, ignore, json, nesterov, shared_optimizer, sync_bn, amp, channels_last,
-                  grad_accum, randaugment, reprob, mixup, cutmix, drop_path, dropout) -> None:
+def _unstructured(method: str, v: dict) -> None:
     """Unstructured pruning: weights become zeros by a schedule, fine-tuned between steps."""
     from prunecli.cli._output import print_result, table
     from prunecli.engine.config import make_config
     from prunecli.errors import UserError
 
+    sparsity, schedule, output, ignore = v["sparsity"], v["schedule"], v["output"], v["ignore"] or []
     if sparsity is None or not 0 < sparsity < 1:
         raise UserError(f"--method {method} needs --sparsity in (0, 1), got {sparsity}")
     from prunecli.pruning.run import run_unstructured
     from prunecli.pruning.unstructured import SparsePlan
 
-    plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=step, unit=unit, include_bn=include_bn,
-                      ignore=ignore or [], finetune_epochs=finetune_epochs,
-                      total_finetune_epochs=total_finetune_epochs)
+    plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=v["step"], unit=v["unit"],
+                      include_bn=v["include_bn"], ignore=ignore, finetune_epochs=v["finetune_epochs"],
+                      total_finetune_epochs=v["total_finetune_epochs"])
     from prunecli.engine.amp import check_accum, resolve_amp
     from prunecli.utils.runtime import resolve_device
 
-    cfg = make_config(epochs=0, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-                      weight_decay=weight_decay, schedule=lr_schedule, seed=seed, nesterov=nesterov,
-                      sync_bn=sync_bn, randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix,
-                      drop_path=drop_path, dropout=dropout, amp=amp, channels_last=channels_last,
-                      grad_accum=grad_accum)
-    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, resolve_device(device))})
+    cfg = make_config(epochs=0, schedule=v["lr_schedule"], **{k: v[k] for k in _CONFIG})
+    cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, resolve_device(v["device"]))})
     check_accum(cfg.batch_size, cfg.grad_accum)
-    shared = schedule == "layerwise" if shared_optimizer is None else shared_optimizer  # the report's code
-    options = {"sparsity": sparsity, "schedule": schedule, "step": step, "unit": unit, "include_bn": include_bn,
-               "finetune_epochs": finetune_epochs, "total_finetune_epochs": total_finetune_epochs,
-               "ignore": ignore or [], "data": data, "seed": seed, **cfg.model_dump(exclude={"epochs"}),
-               "shared_optimizer": shared}
-    result = run_unstructured(checkpoint, output, method, plan, data=data, cfg=cfg, device=device,
-                              snapshots=snapshots, options=options, shared_optimizer=shared)
+    shared = schedule == "layerwise" if v["shared_optimizer"] is None else v["shared_optimizer"]  # the report's code
+    options = {"sparsity": sparsity, "schedule": schedule, "step": v["step"], "unit": v["unit"],
+               "include_bn": v["include_bn"], "finetune_epochs": v["finetune_epochs"],
+               "total_finetune_epochs": v["total_finetune_epochs"], "ignore": ignore, "data": v["data"],
+               "seed": v["seed"], **cfg.model_dump(exclude={"epochs"}), "shared_optimizer": shared}
+    result = run_unstructured(v["checkpoint"], output, method, plan, data=v["data"], cfg=cfg, device=v["device"],
+                              snapshots=v["snapshots"], options=options, shared_optimizer=shared)
     if output != "-":
-        print_result(result, json, lambda: table(f"pruned → {output}", ["", "value"],
-                                                 [[k, v] for k, v in result.items()]))
+        print_result(result, v["json"], lambda: table(f"pruned → {output}", ["", "value"],
+                                                      [[k, x] for k, x in result.items()]))
