@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from prunecli.cli._output import err, progress, table, warn
+from prunecli.console import err, progress, table, warn
 from prunecli.errors import UserError
 
 MIN_BATCH = 4
@@ -190,7 +190,7 @@ def accumulate(model_a, model_b, hooks_a, hooks_b, loader, opts, device: str) ->
 
 
 def analyze(loaded, opts) -> dict:
-    from prunecli.engine.run import data_for
+    from prunecli.data.for_model import data_for
     from prunecli.io import checkpoint as ckpt
     from prunecli.utils.runtime import resolve_device
 

@@ -97,8 +97,8 @@ def parse_ratios(text: str, flag: str = "--ratios") -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
-def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
-    """The analysis for `method_name`, after the checks that need no torch (fail fast)."""
+def analysis_for(method_name: str) -> Analysis:
+    """The analysis named `method_name`; an unknown name or a pruning method is one clear line."""
     from prunecli.methods import get_method
 
     method = get_method(method_name)
@@ -106,13 +106,19 @@ def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
     if analysis is None:
         raise UserError(f"method {method.name!r} is a {method.kind} method with no analysis; "
                         "use it with `prunecli prune`")
+    return analysis
+
+
+def resolve(method_name: str, opts: AnalysisOptions) -> Analysis:
+    """The analysis for `method_name`, after the checks that need no torch (fail fast)."""
+    analysis = analysis_for(method_name)
     if opts.selection not in ("reference", "strength"):
         raise UserError(f"--selection must be reference or strength, got {opts.selection!r}")
     if opts.plot and not analysis.plot:
         drawn = ", ".join(f"{name} ({a.plot})" for name, a in ANALYSES.items() if a.plot)
-        raise UserError(f"--method {method.name} draws no plot; --plot is for {drawn}")
+        raise UserError(f"--method {method_name} draws no plot; --plot is for {drawn}")
     if analysis.needs_data and not opts.data:
-        raise UserError(f"--method {method.name} evaluates the model: give --data SPEC (validation data)")
+        raise UserError(f"--method {method_name} evaluates the model: give --data SPEC (validation data)")
     return analysis
 
 

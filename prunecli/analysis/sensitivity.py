@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from prunecli.analysis.magnitude import prunable_layers
-from prunecli.cli._output import err, human, progress, warn
+from prunecli.console import err, human, progress, warn
 from prunecli.engine.loop import evaluate
 from prunecli.profiling.counts import count, example_input
 
@@ -40,7 +40,7 @@ def n_pruned(channels: int, ratio: float) -> int:
 
 def load_batches(data_spec: str, header, batch_size: int, max_batches: int | None, device: str) -> list:
     """The first `max_batches` validation batches, on `device`, read once for all trials."""
-    from prunecli.engine.run import data_for
+    from prunecli.data.for_model import data_for
 
     dataset = data_for(header, data_spec)
     batches = []

@@ -1,7 +1,7 @@
 """`analyze --method similarity`: feature-map similarity per layer and what τ would keep.
 
-Li et al., PRL 2023 (see `prunecli.methods.similarity`). Hashes are computed once per
-(sample, filter) inside a forward hook, and pairwise similarities by matrix products, so the
+Li et al., PRL 2023 (the method: `prunecli.methods.similarity`, which calls this module; the
+hash and the graph: `prunecli.pruning.similarity_graph`). Hashes are computed once per (sample, filter) inside a forward hook, and pairwise similarities by matrix products, so the
 analysis costs about one forward pass over the samples plus a few small matmuls per layer.
 The report keeps each deciding layer's mean similarity matrix so `prune --reuse` can skip
 the feature maps.
@@ -14,10 +14,10 @@ import copy
 import torch
 
 from prunecli.analysis.tables import fitted
-from prunecli.cli._output import err, progress
+from prunecli.console import err, progress
 from prunecli.errors import UserError
-from prunecli.methods.similarity import phash_bits, select, similarity_sum, tied_layers
 from prunecli.profiling.counts import count
+from prunecli.pruning.similarity_graph import phash_bits, select, similarity_sum, tied_layers
 from prunecli.pruning.structured import channel_groups, prune_indices
 
 DEFAULT_THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunecli.cli._output import table
+from prunecli.console import table
 
 
 def _width(renderable, console) -> int:

@@ -6,28 +6,38 @@ from typing import Annotated
 
 import typer
 
+from prunecli.analysis.run import ANALYSES
 from prunecli.cli import _options as O
+
+SENSITIVITY, SIMILARITY, CKA = "Sensitivity", "Similarity", "CKA"  # help panels, one per analysis with options
+
+
+def _not_an_analysis(name: str) -> None:
+    """An unknown name gets the registry's "did you mean"; a pruning method is sent to `prune`."""
+    from prunecli.analysis.run import analysis_for
+
+    analysis_for(name)
 
 
 def analyze(
     checkpoint: O.Ckpt,
-    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity, similarity or cka (`prunecli ls methods`)")] = "magnitude",
-    data: Annotated[str | None, typer.Option("--data", help="validation data (sensitivity, cka; training images for similarity): digits, synthetic[:..], cifar10:DIR, ...")] = None,
-    ratios: Annotated[str, typer.Option("--ratios", help="comma-separated per-layer pruning ratios in (0,1) (sensitivity)")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
-    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="use at most N validation batches (per trial for sensitivity; cka) (default: all)")] = None,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="training images whose feature maps are hashed (similarity)")] = 100,
-    thresholds: Annotated[str, typer.Option("--thresholds", help="comma-separated similarity thresholds τ to sweep (similarity)")] = "0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95",
+    method: Annotated[str, typer.Option("--method", help="magnitude, sensitivity, similarity or cka (`prunecli ls methods`)", **O.choice("--method", *ANALYSES, on_miss=_not_an_analysis))] = "magnitude",
+    data: Annotated[str | None, typer.Option("--data", help="validation data (sensitivity, cka; training images for similarity): digits, synthetic[:..], cifar10:DIR, ...", rich_help_panel=O.DATA)] = None,
+    ratios: Annotated[str, typer.Option("--ratios", help="comma-separated per-layer pruning ratios in (0,1) (sensitivity)", rich_help_panel=SENSITIVITY)] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1, help="use at most N validation batches (per trial for sensitivity; cka) (default: all)", rich_help_panel=SENSITIVITY)] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="training images whose feature maps are hashed (similarity)", rich_help_panel=SIMILARITY)] = 100,
+    thresholds: Annotated[str, typer.Option("--thresholds", help="comma-separated similarity thresholds τ to sweep (similarity)", rich_help_panel=SIMILARITY)] = "0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95",
     plot: Annotated[str | None, typer.Option("--plot", help="PNG: accuracy vs filters pruned per layer (sensitivity, Li et al. Fig. 2b); sorted filter norms per layer (magnitude); kept filters and MACs vs τ (similarity); CKA heatmap (cka)")] = None,
-    compare: Annotated[str | None, typer.Option("--compare", help="second checkpoint: CKA of A's layers against its layers (cka; default: A against itself)")] = None,
-    layers: Annotated[list[str] | None, typer.Option("--layers", help="glob on module names, repeatable (cka; default: every Conv2d/Linear)")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="second checkpoint: CKA of A's layers against its layers (cka; default: A against itself)", rich_help_panel=CKA)] = None,
+    layers: Annotated[list[str] | None, typer.Option("--layers", help="glob on module names, repeatable (cka; default: every Conv2d/Linear)", rich_help_panel=CKA)] = None,
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     output: Annotated[str, typer.Option("-o", "--output", help="report JSON path; `-` (the default) prints it on stdout")] = "-",
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)")] = 0,
-    cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)")] = "layers",
-    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)")] = "reference",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the random draw of --samples training images (similarity)", rich_help_panel=SIMILARITY)] = 0,
+    cka_modules: Annotated[str, typer.Option("--cka-modules", help="cka: layers (every Conv2d/Linear, or --layers) or all (every named_modules() entry, root and containers included, outputs read after the forward: torch_cka's default, the MTP report's VGG maps)", **O.choice("--cka-modules", "layers", "all"), rich_help_panel=CKA)] = "layers",
+    selection: Annotated[str, typer.Option("--selection", help="similarity tie-breaks: reference (the paper's code exactly) or strength (ours: ascending order, full weighted degree)", **O.choice("--selection", "reference", "strength"), rich_help_panel=SIMILARITY)] = "reference",
 ) -> None:
     """Analyse a checkpoint layer by layer before pruning it (Li et al., ICLR 2017, §3).
 

@@ -27,7 +27,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # `prunecli --install-completion`: the shell offers commands, options and choices
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )

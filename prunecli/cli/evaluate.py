@@ -9,10 +9,16 @@ import typer
 from prunecli.cli import _options as O
 
 
+def _unknown_split(name: str) -> None:
+    from prunecli.errors import UserError
+
+    raise UserError(f"unknown split {name!r}; use train, val or test")
+
+
 def evaluate(
     checkpoint: O.Ckpt,
     data: O.Data = "digits",
-    split: Annotated[str, typer.Option(help="train, val (the holdout when the data spec has holdout=N, else the data set's own val/test split) or test (always the data set's own val/test split)")] = "val",
+    split: Annotated[str, typer.Option(help="train, val (the holdout when the data spec has holdout=N, else the data set's own val/test split) or test (always the data set's own val/test split)", **O.choice("--split", "train", "val", "test", on_miss=_unknown_split))] = "val",
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     workers: O.Workers = 0,

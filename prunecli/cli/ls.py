@@ -18,8 +18,9 @@ def ls_models(json: O.Json = False) -> None:
     rows = [{"name": e.name, "family": e.family, "task": e.task, "input": list(e.input_shape),
              "tiny": e.tiny, "description": e.description} for e in list_models()]
     print_result(rows, json, lambda: table("models (plus timm:NAME, tv:NAME for any timm / torchvision model)",
-                                           ["name", "family", "task", "description"],
-                                           [[r["name"], r["family"], r["task"], r["description"]] for r in rows]))
+                                           ["name", "family, task", "description"],
+                                           [[r["name"], f"{r['family']}\n{r['task']}", r["description"]]
+                                            for r in rows], whole=2))
 
 
 @app.command("data")
@@ -30,7 +31,7 @@ def ls_data(json: O.Json = False) -> None:
 
     rows = [{"name": e.name, "usage": e.usage, "description": e.description} for e in list_data()]
     print_result(rows, json, lambda: table("data specs", ["name", "usage", "description"],
-                                           [list(r.values()) for r in rows]))
+                                           [list(r.values()) for r in rows], whole=1))
 
 
 @app.command("methods")
@@ -42,4 +43,4 @@ def ls_methods(json: O.Json = False) -> None:
     rows = [{"name": m.name, "kind": m.kind, "paper": m.paper, "description": m.description}
             for m in list_methods()]
     print_result(rows, json, lambda: table("methods", ["name", "kind", "paper", "description"],
-                                           [list(r.values()) for r in rows]))
+                                           [list(r.values()) for r in rows], whole=2))

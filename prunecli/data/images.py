@@ -146,7 +146,7 @@ def report_skipped(skipped: dict[str, str], read: int = 1) -> None:
     if not new:
         return
     _WARNED.update(new)
-    from prunecli.cli._output import err
+    from prunecli.console import err
 
     first = new[0]
     err.print(f"[yellow]warning:[/] skipped {len(new)} unreadable image{'s' * (len(new) != 1)} "

@@ -66,7 +66,7 @@ def quiet_other_ranks() -> None:
         return
     import sys
 
-    from prunecli.cli._output import err
+    from prunecli.console import err
 
     err.quiet = True
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115  results (tables, JSON) of this rank go nowhere
@@ -252,7 +252,7 @@ def wrap(model, device: str, sync_bn: bool) -> Wrapped:
 
     has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
     if sync_bn and has_bn and not device.startswith("cuda"):
-        from prunecli.cli._output import warn
+        from prunecli.console import warn
 
         warn("SyncBatchNorm needs CUDA (torch); on CPU each process normalises its own slice of the batch")
     wrapped = sync_batchnorm(model) if sync_bn and device.startswith("cuda") else Wrapped(model, model, [])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from prunecli.cli._output import err, progress
+from prunecli.console import err, progress
 from prunecli.engine import dist
 from prunecli.engine.amp import check_accum, compile_errors, compile_model, prepare, resolve_amp
 from prunecli.engine.augment import cross_entropy

@@ -4,46 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunecli.cli._output import err
+from prunecli.console import err
+
+# the data a checkpoint runs on lives with the data registry (prunecli/data/for_model.py); kept here by name
+from prunecli.data.for_model import at_model_size, check_classes, data_for  # noqa: F401
 from prunecli.engine.config import TrainConfig
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
 from prunecli.io.schema import DataRef, Header, ModelRef
 from prunecli.io.sidecars import sidecar_path
-
-
-def check_classes(header: Header, dataset) -> None:
-    """The data must be of the model's task, and (classification) of its class count."""
-    if header.task != dataset.task:
-        raise UserError(f"data {dataset.spec!r} is for {dataset.task} but the checkpoint's model does "
-                        f"{header.task}")
-    if header.num_classes is not None and header.num_classes != dataset.num_classes:
-        raise UserError(
-            f"data {dataset.spec!r} has {dataset.num_classes} classes but the checkpoint's model "
-            f"predicts {header.num_classes}"
-        )
-
-
-def data_for(header: Header, data_spec: str, preprocess: dict | None = None):
-    """Build `data_spec` at the checkpoint's input size (`at_model_size`), refusing data whose
-    class count differs from the checkpoint's model."""
-    from prunecli.data import build_data
-
-    dataset = build_data(data_spec)
-    check_classes(header, dataset)
-    return at_model_size(dataset, header.input_shape, preprocess)
-
-
-def at_model_size(dataset, input_shape, preprocess: dict | None = None):
-    """`dataset` at the model's input size where the family lets the model choose (imagefolder,
-    ham10000 without `?size=N`), with the resolved size and transforms printed once on stderr;
-    `preprocess` (a timm model's data config) becomes the evaluation transform where it applies."""
-    sized = dataset.for_input(input_shape)
-    sized.preprocess = preprocess
-    if sized.transform:
-        own = "; evaluation transform: the model's own preprocessing" if preprocess and sized.applies_preprocess else ""
-        err.print(f"data: {sized.transform}{own}")
-    return sized
 
 
 def resolve_loss(cfg: TrainConfig, model_name: str) -> TrainConfig:
@@ -220,7 +189,7 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
     loader = dist.shard(dataset.loader(split, batch_size, workers=workers), what=f"data {data_spec!r}")
-    from prunecli.cli._output import progress
+    from prunecli.console import progress
     from prunecli.engine.amp import StepRunner, resolve_amp
 
     mode = resolve_amp(amp, device, loaded.header.task)

@@ -49,7 +49,7 @@ def read_state_dict(path: str) -> dict:
 def infer_num_classes(model_name: str, state: dict) -> int | None:
     """The class count the weights were trained for: the output width of the entry's classifier
     (its protected layer, by name), said on stderr; None for other tasks or when absent."""
-    from prunecli.cli._output import err
+    from prunecli.console import err
     from prunecli.models import get_entry
 
     entry = get_entry(model_name)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prunecli.methods.params import Param
 from prunecli.registry import Registry
 
 
@@ -34,6 +35,9 @@ class Method:
     """`decide` looks at data (--data or --reuse); zero-groups only reads the weights."""
     check_output: bool = False
     """The pruned model should compute what the input did: `prune` measures the difference."""
+    params: tuple[Param, ...] = ()
+    """The `prune` options this method takes beyond the common ones (`prunecli.methods.params`);
+    any other method-specific option given with it is refused."""
 
 
 _FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka", "zero_groups")

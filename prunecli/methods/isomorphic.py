@@ -13,10 +13,15 @@ heads are ranked across all layers (`--head-ratio`), head dims form their own sc
 from __future__ import annotations
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import ISOMORPHIC, RANKING, Param
+
+IMPORTANCE = Param("importance", str, "taylor", "criterion for --method isomorphic", ISOMORPHIC,
+                   choices=("taylor", "l1", "l2", "random"))
 
 register_method(Method(
     "isomorphic", "structured", "Fang et al. ECCV 2024",
     "global ranking within isomorphic group scopes; --importance taylor|l1|l2|random",
     plan={"isomorphic": True, "global_pruning": True},
     importance_option=True,
+    params=(*RANKING, IMPORTANCE),
 ))

@@ -7,6 +7,7 @@ group-level sum over coupled layers is DepGraph's (Fang et al., CVPR 2023).
 from __future__ import annotations
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import RANKING
 
 
 def _magnitude(p: int):
@@ -20,11 +21,11 @@ def _magnitude(p: int):
 
 register_method(Method(
     "l1", "structured", "Li et al. ICLR 2017",
-    "L1 norm of each filter over its coupled group (DepGraph grouping)", importance=_magnitude(1),
+    "L1 norm of each filter over its coupled group (DepGraph grouping)", importance=_magnitude(1), params=RANKING,
 ))
 register_method(Method(
     "l2", "structured", "Li et al. ICLR 2017; Fang et al. CVPR 2023",
-    "L2 norm of each filter over its coupled group", importance=_magnitude(2),
+    "L2 norm of each filter over its coupled group", importance=_magnitude(2), params=RANKING,
 ))
 register_method(Method(
     "magnitude", "analysis", "Li et al. ICLR 2017",

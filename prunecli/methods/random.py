@@ -7,6 +7,7 @@ reporting it. Seeded (`--seed`), so a random pruning is reproducible.
 from __future__ import annotations
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import RANKING
 
 
 def _random(seed: int = 0):
@@ -25,5 +26,5 @@ def _random(seed: int = 0):
 
 register_method(Method(
     "random", "structured", "Blalock et al. MLSys 2020",
-    "uniformly random channel scores (seeded baseline)", importance=_random,
+    "uniformly random channel scores (seeded baseline)", importance=_random, params=RANKING,
 ))

@@ -7,6 +7,7 @@ gradients: `prune --method taylor` runs `--calib-batches` batches of `--data` fi
 from __future__ import annotations
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import RANKING
 
 
 def _taylor(seed: int = 0):
@@ -18,4 +19,5 @@ def _taylor(seed: int = 0):
 register_method(Method(
     "taylor", "structured", "Molchanov et al. CVPR 2019",
     "first-order Taylor |w·grad| over calibration batches", importance=_taylor, needs_gradients=True,
+    params=RANKING,
 ))

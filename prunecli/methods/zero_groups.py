@@ -29,11 +29,14 @@ Either way `prune` reports the largest output difference it measured on a probe 
 
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from prunecli.methods import Method, register_method
+from prunecli.methods.params import SIMILARITY, THRESHOLD, TIMEOUT, Param
 
+if TYPE_CHECKING:  # torch is imported where it runs: `prune --help` reads this file
+    import torch
+    import torch.nn as nn
 
 def _filters(module: nn.Module, idxs: list[int]) -> torch.Tensor:
     """‖W_f‖₂ of the given output filters (bias excluded: the paper groups weights only)."""
@@ -42,6 +45,7 @@ def _filters(module: nn.Module, idxs: list[int]) -> torch.Tensor:
 
 def zero_channels(model: nn.Module, input_shape, protected: tuple[str, ...], threshold: float):
     """{root conv name: removable channels}, and per root the (consumer, input indices) to fold."""
+    import torch.nn as nn
     import torch_pruning as tp
 
     from prunecli.pruning.structured import _graph, protected_modules
@@ -69,6 +73,8 @@ def zero_channels(model: nn.Module, input_shape, protected: tuple[str, ...], thr
 def _all_producers_zero(graph, root: nn.Module, candidates: list[int], threshold: float) -> list[int]:
     """The candidates for which every filter coupled to them (e.g. all convs adding into one
     residual channel) is below the threshold too."""
+    import torch
+    import torch.nn as nn
     import torch_pruning as tp
 
     mask = torch.ones(len(candidates), dtype=torch.bool)
@@ -86,6 +92,7 @@ def fold_constants(model: nn.Module, input_shape, consumers: dict, graph) -> lis
 
     Returns the names of consumers it could not fold into (no bias and no BatchNorm after them).
     """
+    import torch
 
     wanted = {}
     for pairs in consumers.values():
@@ -118,6 +125,8 @@ def fold_constants(model: nn.Module, input_shape, consumers: dict, graph) -> lis
 
 
 def _batchnorm_after(module: nn.Module, graph):
+    import torch.nn as nn
+
     node = graph.module2node.get(module)
     for out in node.outputs if node is not None else []:
         if isinstance(out.module, nn.modules.batchnorm._BatchNorm):
@@ -131,7 +140,7 @@ FOLDS = ("reference", "exact-1x1")
 def decide(loaded, options: dict) -> tuple[dict, dict]:
     """Channels whose producing filters are all below `options['threshold']`; constants dropped
     with the reference's all-zero branches removed (`fold=reference`), or folded (`exact-1x1`)."""
-    from prunecli.cli._output import err, warn
+    from prunecli.console import err, warn
     from prunecli.errors import UserError
 
     fold = options.get("fold") or "reference"
@@ -160,6 +169,9 @@ def drop_zero_branches(model: nn.Module, input_shape, protected: tuple[str, ...]
                        removed: dict) -> tuple[list[str], list[str]]:
     """The reference's treatment of a bottleneck whose conv1 or conv2 has no filter left: the branch
     goes. Updates `removed` in place; returns (blocks whose branch went, blocks now identities)."""
+    import torch
+    import torch.nn as nn
+
     from prunecli.pruning.blocks import replace_with_identity
 
     named = dict(model.named_modules())
@@ -190,6 +202,8 @@ def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
     """Bottlenecks, as the reference's code knows them: modules with conv1, conv2, conv3 and BatchNorm
     children. (In a basic block conv2 writes into the residual stream itself: its channels are
     coupled to every block of the stage, so its branch cannot go by removing conv2's filters.)"""
+    import torch.nn as nn
+
     from prunecli.errors import UserError
 
     try:
@@ -207,6 +221,7 @@ def _conv12_blocks(model: nn.Module, protected: tuple[str, ...]) -> list[str]:
 
 def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> list[str]:
     """The blocks whose output equals their input on a probe batch (safe to replace by identities)."""
+    import torch
 
     named, same = dict(model.named_modules()), {}
 
@@ -222,6 +237,8 @@ def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> lis
 def _probe(model: nn.Module, input_shape, handles: list) -> None:
     """One eval-mode forward pass of a probe batch for the hooks in `handles`, which are removed
     afterwards; the model's train/eval mode is restored."""
+    import torch
+
     from prunecli.profiling.counts import example_input
 
     was = model.training
@@ -235,9 +252,16 @@ def _probe(model: nn.Module, input_shape, handles: list) -> None:
             h.remove()
 
 
+FOLD = Param("fold", str | None, None, "what happens to the constant a zero filter still outputs after "
+             "BatchNorm: reference (default; the paper's compression: dropped, and a bottleneck whose conv1 or conv2 "
+             "lost every filter loses its residual branch) or exact-1x1 (ours: folded into the consumer's bias / "
+             "next BN, exact for 1×1 and Linear consumers, approximate at the borders of padded k×k convs)",
+             SIMILARITY, choices=FOLDS, show_default=False)
+PARAMS = (THRESHOLD, FOLD, TIMEOUT)
+
 register_method(Method(
     "zero-groups", "structured", "Chatzimichailidis et al. AutoML-Conf 2022 (GSparsity)",
     "remove channels whose filters a group-sparse search zeroed (--threshold 1e-6); --fold reference "
     "(constants dropped, all-zero branches removed) or exact-1x1 (constants folded)",
-    decide=decide, decide_needs_data=False, check_output=True,
+    decide=decide, decide_needs_data=False, check_output=True, params=PARAMS,
 ))

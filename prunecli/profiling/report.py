@@ -52,7 +52,7 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
                  own_tol: bool = False) -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
-    from prunecli.cli._output import err
+    from prunecli.console import err
     from prunecli.io import checkpoint as ckpt
     from prunecli.profiling.counts import count
     from prunecli.profiling.latency import measure_latency_many, peak_memory
@@ -124,7 +124,7 @@ def data_inputs(spec: str, header, count: int):
     """Up to `count` validation samples of `spec` (inputs only), for timing on real data."""
     import torch
 
-    from prunecli.engine.run import data_for
+    from prunecli.data.for_model import data_for
 
     xs, n = [], 0
     for x, _ in data_for(header, spec).loader("val", min(count, 64)):
@@ -157,7 +157,7 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     try:
         path = write_sidecar(src, "flops.json", doc)
     except UserError as refused:  # a read-only folder: the measurements are still worth printing
-        from prunecli.cli._output import warn
+        from prunecli.console import warn
 
         warn(f"{refused}; the sidecar is not updated")
         return None
@@ -203,7 +203,7 @@ def render(result: dict[str, Any]):
     """Rich tables: a summary (two columns and ratios with --compare) and optional per-layer MACs."""
     from rich.console import Group
 
-    from prunecli.cli._output import human, table
+    from prunecli.console import human, table
 
     other, r = result.get("compare"), result.get("ratios")
     names = [Path(result["checkpoint"]).name] + ([Path(other["checkpoint"]).name] if other else [])
@@ -245,7 +245,7 @@ def render(result: dict[str, Any]):
 
 
 def _layer_table(result: dict[str, Any], other: dict[str, Any] | None):
-    from prunecli.cli._output import table
+    from prunecli.console import table
 
     theirs = {row["name"]: row for row in (other or {}).get("layers", [])}
     cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else [])]

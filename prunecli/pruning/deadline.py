@@ -108,7 +108,7 @@ def phase(name: str):
 
 
 def _start(limit: _Limit) -> None:
-    from prunecli.cli._output import err, progress
+    from prunecli.console import err, progress
 
     limit.started = time.monotonic()
     if err.is_terminal:  # a live line with the elapsed time; piped, only the closing line is printed
@@ -128,7 +128,7 @@ def _start(limit: _Limit) -> None:
 
 
 def _stop(limit: _Limit, name: str) -> None:
-    from prunecli.cli._output import err
+    from prunecli.console import err
 
     limit.armed = False
     if limit.previous is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from prunecli.cli._output import err
+from prunecli.console import err
 from prunecli.errors import UserError
 from prunecli.io import atomic
 from prunecli.io import checkpoint as ckpt
@@ -177,9 +177,9 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
     (the MTP report's layerwise VGG/DenseNet scripts make one SGD before the loop over layers);
     otherwise each step's fine-tuning starts a new one (its one-shot/iterative `global_pruning_model`).
     """
+    from prunecli.data.for_model import data_for
     from prunecli.engine import dist
     from prunecli.engine.fit import fit
-    from prunecli.engine.run import data_for
     from prunecli.pruning.unstructured import epochs_per_step, plan_steps, run_schedule
     from prunecli.utils.runtime import seed_everything
 

@@ -202,7 +202,7 @@ def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, prot
                         "initialised at zero, as timm's MLP-Mixer at random init); calibrate a trained model, or use "
                         "a magnitude importance (--method l1, --importance l1); nothing written")
     if recorder.zero_groups:
-        from prunecli.cli._output import warn
+        from prunecli.console import warn
 
         warn(f"{recorder.zero_groups} channel group(s) got no gradient (importance 0: e.g. a residual branch "
              "whose last BatchNorm starts at zero, as at random init); they rank lowest")
@@ -240,7 +240,7 @@ _reported: set[str] = set()
 
 def _report(caught) -> None:
     """Torch-Pruning's warnings (e.g. bare nn.Parameters it will prune) as one stderr line each, once."""
-    from prunecli.cli._output import warn
+    from prunecli.console import warn
 
     for w in caught:
         text = " ".join(str(w.message).split())

@@ -231,6 +231,28 @@ CASES |= {  # speed and averaging: --amp, --grad-accum, --ema, --select, --compi
                            "--amp", "fp16", "--device", "cpu", *OUT], "needs a CUDA device"),
     "mri select best": ([*MRI, "--data", "phantom:n=2,val=2,size=16", "--select", "best"], "use --select val_dc"),
 }
+CASES |= {  # an option given to a method that does not take it; closed sets (issue 14 item 3: methods own their options)
+    "prune threshold with l1": (["prune", "{ckpt}", "--ratio", "0.5", "--threshold", "0.5", *OUT],
+                                "--threshold is for --method similarity|zero-groups"),
+    "prune sparsity with taylor": (["prune", "{ckpt}", "--method", "taylor", "--sparsity", "0.5", *OUT],
+                                   "--sparsity is for --method l1-unstructured"),
+    "prune ratio with l1-unstructured": (["prune", "{ckpt}", "--method", "l1-unstructured", "--ratio", "0.5", *OUT],
+                                         "--ratio is for --method isomorphic|l1|l2|random|taylor"),
+    "prune samples with isomorphic": (["prune", "{ckpt}", "--method", "isomorphic", "--samples", "8", *OUT],
+                                      "--samples is for --method similarity"),
+    "prune mixup with l1": (["prune", "{ckpt}", "--ratio", "0.5", "--mixup", "0.2", *OUT],
+                            "--mixup is for --method l1-unstructured"),
+    "prune importance with l2": (["prune", "{ckpt}", "--method", "l2", "--importance", "l1", *OUT],
+                                 "--importance is for --method isomorphic"),
+    "prune bad schedule": (["prune", "{ckpt}", "--method", "l1-unstructured", "--schedule", "gradual", *OUT],
+                           "--schedule must be oneshot, iterative or layerwise"),
+    "prune bad importance": (["prune", "{ckpt}", "--method", "isomorphic", "--importance", "cka", *OUT],
+                             "--importance must be taylor, l1, l2 or random"),
+    "finetune bad strategy": ([*FT, "--data", SYNTH, "--strategy", "mixed"], "--strategy must be"),
+    "train bad loss": ([*TRAIN, "--data", SYNTH, "--loss", "huber"], "--loss must be"),
+    "analyze bad cka-modules": (["analyze", "{ckpt}", "--method", "cka", "--data", SYNTH, "--cka-modules", "some"],
+                                "--cka-modules must be layers or all"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
