@@ -107,7 +107,7 @@ def test_all_modules_against_another_model(vgg, tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args,message", [(["--cka-modules", "some"], "--cka-modules 'some'"),
+@pytest.mark.parametrize("args,message", [(["--cka-modules", "some"], "--cka-modules must be layers or all, got 'some'"),
                                           (["--cka-modules", "all", "--layers", "features.*"], "--layers")])
 def test_bad_cka_modules_exit_2(vgg, tmp_path, capsys, args, message):
     code = run_main("analyze", vgg, "--method", "cka", "--data", SYNTH, "-o", str(tmp_path / "x.json"), *args)
