@@ -62,13 +62,13 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="batch
 Workers = Annotated[int, typer.Option("--workers", min=0, help="data-loading worker processes", rich_help_panel=DATA)]
 Epochs = Annotated[int, typer.Option("--epochs", min=0, help="training epochs", rich_help_panel=OPTIM)]
 SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="leave out image files that cannot be decoded (imagefolder, ham10000) and say how many, instead of stopping at the first", rich_help_panel=DATA)]
-Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate", rich_help_panel=OPTIM)]
+Lr = Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate (reconstruction models, unless given: the MBDL reference's, 1e-4 DEQ / 1e-3 VarNets)", rich_help_panel=OPTIM)]
 
 # the optimisation options `train` and `finetune` share (their defaults differ, so each command sets them)
-Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov momentum; --no-nesterov: plain), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay)", rich_help_panel=OPTIM, **choice("--optimizer", "sgd", "adam", "adamw", "proxsgd"))]
+Optimizer = Annotated[str, typer.Option(help="sgd (Nesterov momentum; --no-nesterov: plain), adam (coupled L2), adamw (decoupled decay) or proxsgd (GSparsity search: Adam-like scale, group soft-threshold, --momentum is ρ, no weight decay). Reconstruction models default to adam, as the MBDL reference, unless given", rich_help_panel=OPTIM, **choice("--optimizer", "sgd", "adam", "adamw", "proxsgd"))]
 Momentum = Annotated[float, typer.Option(help="SGD momentum (Nesterov unless --no-nesterov)", rich_help_panel=OPTIM)]
-WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay", rich_help_panel=OPTIM)]
-Schedule = Annotated[str, typer.Option(help="cosine, step or constant", rich_help_panel=SCHEDULE, **choice("--schedule", "cosine", "step", "constant"))]
+WeightDecay = Annotated[float, typer.Option("--weight-decay", "--wd", help="weight decay (reconstruction models, unless given: 0 DEQ / 1e-8 VarNets and self-supervised DEQ)", rich_help_panel=OPTIM)]
+Schedule = Annotated[str, typer.Option(help="cosine, step or constant (reconstruction models default to constant, unless given)", rich_help_panel=SCHEDULE, **choice("--schedule", "cosine", "step", "constant"))]
 StepSize = Annotated[int, typer.Option(help="epochs between decays (step schedule)", rich_help_panel=SCHEDULE)]
 Milestones = Annotated[str | None, typer.Option(help="epochs of the decays, e.g. 80,120 (step schedule; replaces --step-size)", rich_help_panel=SCHEDULE)]
 Gamma = Annotated[float, typer.Option(help="decay factor (step schedule)", rich_help_panel=SCHEDULE)]

@@ -10,6 +10,7 @@ from prunecli.cli import _options as O
 
 
 def finetune(
+    ctx: typer.Context,
     checkpoint: O.Ckpt,
     data: O.Data = "digits",
     output: O.Out = "",
@@ -100,7 +101,15 @@ def finetune(
         amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
-                           options={"data": data, "teacher": teacher, **cfg.model_dump()})
+                           options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))
     if output != "-":
         print_result({"output": output, **metrics}, json, lambda: table(
             f"fine-tuned → {output}", ["metric", "value"], [[k, v] for k, v in metrics.items()]))
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The optimisation options set on the command line; reconstruction models get task defaults
+    for the others (prunecli/engine/defaults.py)."""
+    from prunecli.cli._methods import given
+
+    return {name for name in ("optimizer", "lr", "weight_decay", "schedule") if given(ctx, name)}

@@ -10,6 +10,7 @@ from prunecli.cli import _options as O
 
 
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="registry name (`prunecli ls models`) or timm:NAME")] = "",
     data: O.Data = "digits",
     output: O.Out = "",
@@ -114,8 +115,15 @@ def train(
                       amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
                       select=select)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
-                        options={"model": model or None, "data": data, **cfg.model_dump()})
+                        options={"model": model or None, "data": data, **cfg.model_dump()}, given=_given(ctx))
     if output != "-":
         print_result({"output": output, **metrics}, json, lambda: table(
             f"trained → {output}", ["metric", "value"], [[k, v] for k, v in metrics.items()]))
 
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The optimisation options set on the command line; reconstruction models get task defaults
+    for the others (prunecli/engine/defaults.py)."""
+    from prunecli.cli._methods import given
+
+    return {name for name in ("optimizer", "lr", "weight_decay", "schedule") if given(ctx, name)}

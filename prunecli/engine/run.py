@@ -48,6 +48,18 @@ def _resolve_amp(cfg: TrainConfig, options: dict | None, device: str, task: str)
     return cfg, {**(options or {}), **cfg.model_dump()}
 
 
+def _task_defaults(cfg: TrainConfig, options: dict, task: str, model_name: str,
+                   given: set[str] | None) -> tuple[TrainConfig, dict]:
+    """Reconstruction models: Adam and a constant lr unless told otherwise (engine/defaults.py)."""
+    from prunecli.engine.defaults import describe, for_task
+
+    cfg, changed = for_task(cfg, task, model_name, given)
+    if changed:
+        err.print(f"reconstruction defaults ({model_name}, MBDL reference): {describe(changed)}; "
+                  "give any of these options to override")
+    return cfg, {**options, **changed}
+
+
 def _saver(model, out: str, header: Header):
     def save(metrics: dict[str, Any]) -> None:
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -66,8 +78,11 @@ def apply_drop(model, header: Header, cfg: TrainConfig) -> None:
 
 def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: str, *,
           init: str | None = None, resume: bool = False, stop_after: int | None = None,
-          options: dict | None = None) -> dict:
-    """Train a registry model (or continue from `--init` weights) and write `out`."""
+          options: dict | None = None, given: set[str] | None = None) -> dict:
+    """Train a registry model (or continue from `--init` weights) and write `out`.
+
+    `given`: the optimisation options the user set (`engine/defaults.py` fills the others for
+    reconstruction models); None: take `cfg` as it is."""
     from prunecli.data import build_data
     from prunecli.engine import dist
     from prunecli.engine.fit import fit, load_state
@@ -95,6 +110,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
             None, model=ModelRef(name=model_name, kwargs=kwargs), task=entry.task,
             input_shape=list(dataset.input_shape), num_classes=classes,
         )
+    cfg, options = _task_defaults(cfg, options, header_base.task, header_base.model.name, given)
     state = None
     if resume:
         if out == "-":
@@ -119,8 +135,9 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
 
 
 def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, *,
-             teacher: str | None = None, options: dict | None = None) -> dict:
-    """Fine-tune a (pruned) checkpoint; optional knowledge distillation from `teacher`."""
+             teacher: str | None = None, options: dict | None = None, given: set[str] | None = None) -> dict:
+    """Fine-tune a (pruned) checkpoint; optional knowledge distillation from `teacher`
+    (`given`: as in `train`)."""
     from prunecli.data import build_data
     from prunecli.engine import dist
     from prunecli.engine.fit import fit
@@ -134,6 +151,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     loaded = ckpt.load(src)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape)
+    cfg, options = _task_defaults(cfg, options, loaded.header.task, loaded.header.model.name, given)
     if loaded.header.task == "reconstruction" and (cfg.strategy == "distill") != (teacher is not None):
         raise UserError("--strategy distill needs --teacher (the unpruned model), and only it takes one")
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
