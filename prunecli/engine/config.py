@@ -29,6 +29,9 @@ class TrainConfig(BaseModel):
     kd_alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; CE gets 1-alpha")
     kd_temperature: float = Field(4.0, gt=0)
     distill: Literal["soft", "hard"] = "soft"
+    kd_label_smoothing: bool = Field(False, description="hard distillation: label smoothing also on CE(dist, teacher "
+                                     "argmax), as the Isomorphic-Pruning reference's train.py; off: DeiT's "
+                                     "DistillationLoss, the label term only")
     # group sparsity (GSparsity search: --optimizer proxsgd)
     mu: float = Field(0.0, ge=0, description="group-sparsity strength μ (proxsgd)")
     normalization: Literal["div", "mul", "none"] = "div"

@@ -223,7 +223,8 @@ def _recon_loss(cfg: TrainConfig):
 
 def _loss(cfg: TrainConfig, teacher):
     if teacher is not None and cfg.distill == "hard":
-        return lambda s, y, t: hard_distill_loss(s, t, y, cfg.kd_alpha, cfg.label_smoothing)
+        smooth_teacher = cfg.label_smoothing if cfg.kd_label_smoothing else 0.0
+        return lambda s, y, t: hard_distill_loss(s, t, y, cfg.kd_alpha, cfg.label_smoothing, smooth_teacher)
     if teacher is not None:
         return lambda s, y, t: kd_loss(s, t, y, cfg.kd_alpha, cfg.kd_temperature, cfg.label_smoothing)
     return lambda s, y: cross_entropy(s, y, cfg.label_smoothing)  # Mixup's soft targets or labels

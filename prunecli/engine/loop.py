@@ -29,17 +29,20 @@ def kd_loss(student_logits, teacher_logits, targets, alpha: float, temperature: 
     return (1 - alpha) * ce + alpha * t * t * kl
 
 
-def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_smoothing=0.0):
+def hard_distill_loss(student_out, teacher_logits, targets, alpha: float, label_smoothing=0.0,
+                      teacher_smoothing=0.0):
     """Touvron et al. 2021 (DeiT) hard distillation: (1-α)·CE(cls, y) + α·CE(dist, argmax teacher).
 
     A DeiT with a distillation token trains its two heads separately (`student_out` is then the
     pair (cls, dist)); any other student uses its one output for both terms. As DeiT's
     DistillationLoss, label smoothing (or Mixup's soft targets, smoothing folded in) applies to the
-    CE(cls, y) term only.
+    CE(cls, y) term only; `teacher_smoothing` smooths CE(dist, teacher argmax) too (the
+    Isomorphic-Pruning reference applies its one smoothed criterion to both terms).
     """
     cls, dist_out = student_out if isinstance(student_out, tuple) else (student_out, student_out)
     ce = cross_entropy(cls, targets, label_smoothing)
-    return (1 - alpha) * ce + alpha * F.cross_entropy(dist_out, teacher_logits.argmax(dim=1))
+    return (1 - alpha) * ce + alpha * F.cross_entropy(dist_out, teacher_logits.argmax(dim=1),
+                                                 label_smoothing=teacher_smoothing)
 
 
 def train_one_epoch(

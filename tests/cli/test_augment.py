@@ -77,6 +77,12 @@ def test_hard_distillation_with_mixup_is_deits_loss():
     # with hard labels the CE term alone is label-smoothed, as DeiT's base criterion
     hard = hard_distill_loss((cls, dist), teacher, torch.tensor([0, 2]), 0.5, label_smoothing=0.1)
     assert torch.allclose(hard, 0.5 * F.cross_entropy(cls, torch.tensor([0, 2]), label_smoothing=0.1) + 0.5 * ce_dist)
+    # --kd-label-smoothing: the Isomorphic-Pruning reference's one smoothed criterion on both terms
+    both = hard_distill_loss((cls, dist), teacher, torch.tensor([0, 2]), 0.5, label_smoothing=0.1,
+                             teacher_smoothing=0.1)
+    assert torch.allclose(both, 0.5 * F.cross_entropy(cls, torch.tensor([0, 2]), label_smoothing=0.1)
+                          + 0.5 * F.cross_entropy(dist, torch.tensor([1, 0]), label_smoothing=0.1))
+    assert not torch.allclose(both, hard)
     soft_kd = kd_loss(cls, teacher, soft, 0.3, 2.0)
     kl = F.kl_div(F.log_softmax(cls / 2, 1), F.log_softmax(teacher / 2, 1), reduction="batchmean", log_target=True)
     assert torch.allclose(soft_kd, 0.7 * ce_cls + 0.3 * 4 * kl, atol=1e-6)
@@ -99,6 +105,11 @@ def test_mixup_training_resumes_exactly_and_distils_with_the_mixed_input(tmp_pat
     plain = json.loads(_ok(*ft, "-o", tmp_path / "p.safetensors").stdout)
     assert np.isfinite(mixed["train_loss"]) and mixed["train_loss"] != plain["train_loss"]
     assert "val_loss" in mixed  # validation stays hard-label CE
+    smoothed = json.loads(_ok(*ft, "--label-smoothing", "0.1", "--kd-label-smoothing",
+                              "-o", tmp_path / "s.safetensors").stdout)
+    unsmoothed = json.loads(_ok(*ft, "--label-smoothing", "0.1", "-o", tmp_path / "u.safetensors").stdout)
+    assert smoothed["train_loss"] > unsmoothed["train_loss"]  # smoothing the teacher term adds to the loss
+    assert ckpt.load(tmp_path / "s.safetensors").header.lineage[-1].options["kd_label_smoothing"] is True
 
 
 # --- RandAugment / random erasing -----------------------------------------------------------------
