@@ -118,11 +118,26 @@ def setup(device: str) -> str:
 
 
 def destroy() -> None:
+    """Destroy the group while the interpreter is whole (atexit). Garbage first: a DDP reducer or
+    gloo work object left to the interpreter's finalisation can abort the process ("terminate
+    called without an active exception", SIGABRT) after a run that succeeded."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
     _STATE["initialised"] = False
+
+
+def finish() -> None:
+    """End of a successful distributed command: every rank meets at a barrier (none tears gloo
+    down while a peer is still writing or in a collective), then the group is destroyed. Error
+    paths skip the barrier (a peer may never arrive) and leave it to `destroy` at exit."""
+    if _active():
+        barrier()
+    destroy()
 
 
 def _active() -> bool:
@@ -234,6 +249,7 @@ class Wrapped:
 
     def close(self) -> None:
         self._put(0)
+        self.net = self.model  # drop the DDP wrapper (its reducer) before the group goes
 
 
 def wrap(model, device: str, sync_bn: bool) -> Wrapped:

@@ -131,6 +131,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
         on_epoch = search_status(header, cfg)
     metrics = fit(model, dataset, cfg, device, out, _saver(model, out, header), resume_state=state,
                   stop_after=stop_after, masks=sparse_masks(model, header), on_epoch=on_epoch)
+    dist.finish()
     return metrics
 
 
@@ -173,11 +174,13 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     if distilled:  # a DeiT with a distillation token: its dist head learns from the teacher
         model.set_distilled_training(True)
     try:
-        return fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model,
-                   masks=sparse_masks(model, header))
+        metrics = fit(model, dataset, cfg, device, out, _saver(model, out, header), teacher=teacher_model,
+                      masks=sparse_masks(model, header))
     finally:
         if distilled:
             model.set_distilled_training(False)
+    dist.finish()
+    return metrics
 
 
 def model_preprocess(loaded, overrides: dict) -> dict | None:
@@ -223,6 +226,7 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     with progress() as bar:
         task = bar.add_task(f"evaluate {split}", total=len(loader), status="")
         result = eval_loop(loaded.model, loader, device, on_step=lambda: bar.advance(task), **kwargs)
+    dist.finish()
     applied = dataset.preprocess if dataset.applies_preprocess else None
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
