@@ -20,6 +20,7 @@ import contextlib
 
 import torch
 
+from prunecli.engine.dist import unwrap
 from prunecli.errors import UserError
 
 MODES = ("auto", "bf16", "fp16", "off")
@@ -48,12 +49,6 @@ def check_accum(batch_size: int, grad_accum: int) -> None:
     if batch_size % grad_accum:
         raise UserError(f"--grad-accum {grad_accum} must divide --batch-size {batch_size} "
                         "(the batch size is the total per optimizer step)")
-
-
-def unwrap(model):
-    """The module inside DDP (`.module`) or torch.compile (`._orig_mod`)."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 def compile_model(model):

@@ -187,8 +187,10 @@ def barrier() -> None:
 
 
 def unwrap(model):
-    """The module inside a DistributedDataParallel wrapper (the model itself otherwise)."""
-    return getattr(model, "module", model)
+    """The module inside DistributedDataParallel (`.module`) and/or torch.compile (`._orig_mod`);
+    the model itself otherwise."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 def check_batch(batch_size: int, option: str = "--batch-size") -> None:
