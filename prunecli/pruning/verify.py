@@ -136,21 +136,37 @@ def checked_bytes(model, header, shape) -> bytes:
     with forward_guard("pruned model on a probe input"):
         expected = _run(model, x)
     data = ckpt.dump(model, header)
+    # First on a skeleton filled by assignment (no random init of weights about to be replaced);
+    # anything short of a clean pass is decided by the ordinary load path, so the shortcut can
+    # only save time, never change the verdict.
+    try:
+        if _reload_mismatch(model, data, x, expected, skip_init=True) is None:
+            return data
+    except Exception:  # noqa: BLE001 - decided below by the ordinary path
+        pass
     why = "the written checkpoint would not reload into the same model"
     try:
-        reloaded = ckpt.load_bytes(data).model
+        mismatch = _reload_mismatch(model, data, x, expected, skip_init=False)
     except Exception as err:  # noqa: BLE001 - any failure to reload is the refusal
         raise UserError(f"{why} ({type(err).__name__}: {str(err)[:200]}); nothing written — "
                         "a prunecli bug, please report it") from err
+    if mismatch is not None:
+        raise UserError(f"{why} ({mismatch}); nothing written — a prunecli bug, please report it")
+    return data
+
+
+def _reload_mismatch(model, data: bytes, x, expected: list[torch.Tensor], skip_init: bool) -> str | None:
+    """Why `data` does not reload into `model` (state dict, then outputs on `x`), or None."""
+    from prunecli.io import checkpoint as ckpt
+
+    reloaded = ckpt.load_bytes(data, skip_init=skip_init).model
     mismatch = _state_mismatch(model.state_dict(), reloaded.state_dict())
     if mismatch is None:
         got = _run(reloaded, x)
         if len(got) != len(expected) or any(a.shape != b.shape or not torch.allclose(a, b, rtol=RTOL, atol=ATOL)
                                              for a, b in zip(got, expected)):
             mismatch = "different outputs on a probe input"
-    if mismatch is not None:
-        raise UserError(f"{why} ({mismatch}); nothing written — a prunecli bug, please report it")
-    return data
+    return mismatch
 
 
 def _state_mismatch(a: dict, b: dict) -> str | None:
