@@ -40,7 +40,7 @@ class TrainConfig(BaseModel):
     prox_snap: bool = Field(False, description="set a filter whose prox output is 0 to exactly 0 (an algorithm "
                             "change; the reference takes the convex step)")
     # reconstruction (MRI) fine-tuning
-    strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
+    strategy: Literal["supervised", "distill", "selfsup", "supervised+distill", "testdc+distill"] = "supervised"
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
     select: Literal["last", "best", "val_dc"] = Field("last", description="the epoch the checkpoint keeps: last, "
                                                       "best (highest val top-1) or val_dc (reconstruction)")

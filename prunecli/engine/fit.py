@@ -210,7 +210,7 @@ def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool, runner=
         return {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"]}, f"val top1 {val['top1']:.2f}%"
     from prunecli.engine import recon as R
 
-    val = R.evaluate(model, loader, device, ground_truth=cfg.strategy == "supervised")
+    val = R.evaluate(model, loader, device, ground_truth=cfg.strategy not in R.GROUND_TRUTH_FREE)
     text = f"val dc {val['dc']:.4g}" + (f"  psnr {val['psnr']:.2f}  ssim {val['ssim']:.4f}" if "psnr" in val else "")
     return val, text
 

@@ -153,8 +153,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape)
     cfg, options = _task_defaults(cfg, options, loaded.header.task, loaded.header.model.name, given)
-    if loaded.header.task == "reconstruction" and (cfg.strategy == "distill") != (teacher is not None):
-        raise UserError("--strategy distill needs --teacher (the unpruned model), and only it takes one")
+    _check_strategy(cfg, loaded.header.task, teacher)
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
         raise UserError(f"--strategy {cfg.strategy} is for reconstruction models; use --teacher for distillation")
     teacher_model = None
@@ -181,6 +180,15 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
             model.set_distilled_training(False)
     dist.finish()
     return metrics
+
+
+def _check_strategy(cfg: TrainConfig, task: str, teacher: str | None) -> None:
+    """Reconstruction strategies: a --teacher exactly for the distilling ones."""
+    from prunecli.engine.recon import WITH_TEACHER
+
+    if task == "reconstruction" and (cfg.strategy in WITH_TEACHER) != (teacher is not None):
+        raise UserError(f"--strategy {'|'.join(WITH_TEACHER)} need --teacher (the unpruned model), and only they take "
+                        f"one (got --strategy {cfg.strategy}{' and a --teacher' if teacher else ''})")
 
 
 def model_preprocess(loaded, overrides: dict) -> dict | None:
