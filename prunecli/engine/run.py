@@ -22,6 +22,15 @@ def resolve_loss(cfg: TrainConfig, model_name: str) -> TrainConfig:
     return cfg.model_copy(update={"loss": "smoothl1" if model_name.startswith("deq") else "ssim"})
 
 
+def announce_sizes(dataset) -> None:
+    """MRI data: its slices and volumes per split on stderr (issue 15: the recipe shows them)."""
+    from prunecli.data.mri import size_line
+
+    line = size_line(dataset)
+    if line is not None:
+        err.print(line, soft_wrap=True)  # one line, however narrow the terminal (recipes grep it)
+
+
 def data_ref(dataset) -> DataRef:
     return DataRef(spec=dataset.spec, num_classes=dataset.num_classes, mean=list(dataset.mean), std=list(dataset.std))
 
@@ -92,6 +101,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     dist.check_batch(cfg.batch_size)
     device = dist.setup(device)
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     seed_everything(cfg.seed)
     cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     parent_sha = None
@@ -147,6 +157,7 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     dist.check_batch(cfg.batch_size)
     device = dist.setup(device)
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     seed_everything(cfg.seed)
     cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     loaded = ckpt.load(src)
@@ -214,6 +225,7 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
 
     device = dist.setup(device)  # under torchrun each rank evaluates its slice, sums all-reduced
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
@@ -237,8 +249,9 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     dist.finish()
     applied = dataset.preprocess if dataset.applies_preprocess else None
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
+    sizes = {"split_sizes": dict(dataset.sizes), "split_volumes": dict(dataset.volumes)} if dataset.volumes else {}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
-            "amp": mode, "preprocess": used or None}
+            "amp": mode, "preprocess": used or None, **sizes}
 
 
 def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, batch_size: int,
