@@ -56,6 +56,9 @@ def finetune(
     compile: O.Compile = False,
     grad_accum: O.GradAccum = 1,
     ema: O.Ema = 0.0,
+    # MBDL protocol (issue 15)
+    tol: O.Tol = None,
+    adapt_on: Annotated[str, typer.Option(help="reconstruction: the split whose measurements are fine-tuned on: train, or test (test-time adaptation as the MBDL paper's school and self-supervised modes; only for the strategies that never read the ground truth: distill, selfsup, testdc+distill; the epoch is still selected on val)", rich_help_panel=O.DISTILL, **O.choice("--adapt-on", "train", "test"))] = "train",
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -100,7 +103,7 @@ def finetune(
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
         randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path, dropout=dropout,
         sync_bn=sync_bn, repeated_aug=repeated_aug,
-        amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
+        amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema, tol=tol, adapt_on=adapt_on,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))

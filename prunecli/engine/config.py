@@ -70,6 +70,11 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is the total)")
     ema: float = Field(0.0, ge=0, lt=1, description="ModelEmaV3 decay; 0 = off. The EMA weights are validated "
                        "and saved")
+    # MBDL protocol (issue 15: finetune --adapt-on, train/finetune --tol; engine/fit.py, engine/run.py)
+    adapt_on: Literal["train", "test"] = Field("train", description="the split whose measurements are trained on: "
+                                               "test = test-time adaptation (ground-truth-free strategies only)")
+    tol: float | None = Field(None, gt=0, description="fixed-point solver tolerance (DEQ) while training, also "
+                              "saved as the model's tol; None: the model's own")
 
     @field_validator("randaugment")
     @classmethod

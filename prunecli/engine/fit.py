@@ -92,7 +92,9 @@ def fit(
     dist.check_batch(cfg.batch_size)
     dataset.train_aug = augment.train_aug(cfg)  # --randaugment/--reprob (file-based families)
     mix = augment.mixer(cfg, dataset)  # --mixup/--cutmix
-    train_loader = _loader(dataset, "train", cfg.batch_size, cfg, train=True)
+    train_loader = _loader(dataset, cfg.adapt_on, cfg.batch_size, cfg, train=True)
+    if cfg.adapt_on != "train":  # test-time adaptation: the targets never leave the loader
+        train_loader = WithoutTargets(train_loader)
     val_loader = _loader(dataset, "val", cfg.batch_size if recon else max(cfg.batch_size, 256), cfg)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
@@ -193,6 +195,24 @@ def _loader(dataset, split: str, batch_size: int, cfg: TrainConfig, train: bool 
     --repeated-aug timm's repeated-augmentation stream (prunecli/data/shard.py)."""
     loader = dataset.loader(split, batch_size, train=train, seed=cfg.seed, workers=cfg.workers)
     return dist.shard(loader, train and cfg.repeated_aug, f"data {dataset.spec!r}")
+
+
+class WithoutTargets:
+    """A loader yielding (x, an empty [B, 0] tensor): `--adapt-on test` trains on the test split's
+    measurements, so its ground truth is kept out of the loop altogether, whatever the loss does."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        for x, _ in self.loader:
+            yield x, x.new_zeros(len(x), 0)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):  # set_epoch, batch_weight (torchrun), ...
+        return getattr(self.loader, name)
 
 
 def _reduce_loss(mean: float, count: int, device: str) -> tuple[float, int]:

@@ -121,6 +121,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
             input_shape=list(dataset.input_shape), num_classes=classes,
         )
     cfg, options = _task_defaults(cfg, options, header_base.task, header_base.model.name, given)
+    header_base = apply_tol(model, header_base, cfg)
     state = None
     if resume:
         if out == "-":
@@ -165,6 +166,8 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     dataset = at_model_size(dataset, loaded.header.input_shape)
     cfg, options = _task_defaults(cfg, options, loaded.header.task, loaded.header.model.name, given)
     _check_strategy(cfg, loaded.header.task, teacher)
+    check_adapt_on(cfg, loaded.header.task)
+    loaded.header = apply_tol(loaded.model, loaded.header, cfg)
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
         raise UserError(f"--strategy {cfg.strategy} is for reconstruction models; use --teacher for distillation")
     teacher_model = None
@@ -200,6 +203,34 @@ def _check_strategy(cfg: TrainConfig, task: str, teacher: str | None) -> None:
     if task == "reconstruction" and (cfg.strategy in WITH_TEACHER) != (teacher is not None):
         raise UserError(f"--strategy {'|'.join(WITH_TEACHER)} need --teacher (the unpruned model), and only they take "
                         f"one (got --strategy {cfg.strategy}{' and a --teacher' if teacher else ''})")
+
+
+def check_adapt_on(cfg: TrainConfig, task: str) -> None:
+    """`--adapt-on test` trains on the test split: only reconstruction models with a strategy that
+    never reads the ground truth (the paper's test-time adaptation)."""
+    from prunecli.engine.recon import GROUND_TRUTH_FREE
+
+    if cfg.adapt_on == "train":
+        return
+    if task != "reconstruction":
+        raise UserError("--adapt-on test is test-time adaptation of reconstruction models; classifiers train on train")
+    if cfg.strategy not in GROUND_TRUTH_FREE:
+        raise UserError(f"--adapt-on test trains on the test split, so it takes a strategy that never reads its "
+                        f"ground truth ({', '.join(GROUND_TRUTH_FREE)}), not --strategy {cfg.strategy}")
+
+
+def apply_tol(model, header: Header, cfg: TrainConfig) -> Header:
+    """`--tol`: the fixed-point solver tolerance to train at, kept in the saved model arguments so
+    evaluate and profile run the model at the tolerance it was trained at (profile still times
+    compared models at one tolerance unless --own-tol)."""
+    if cfg.tol is None:
+        return header
+    if not hasattr(model, "tol") or not hasattr(model, "max_iter"):
+        raise UserError(f"--tol is for fixed-point models (DEQ); {header.model.name} has no solver")
+    model.tol = cfg.tol
+    err.print(f"solver tolerance {cfg.tol:g} (was {header.model.kwargs.get('tol', 'the default')})")
+    kwargs = {**header.model.kwargs, "tol": cfg.tol}
+    return header.model_copy(update={"model": header.model.model_copy(update={"kwargs": kwargs})})
 
 
 def model_preprocess(loaded, overrides: dict) -> dict | None:
