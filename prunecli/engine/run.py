@@ -167,6 +167,9 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     cfg, options = _task_defaults(cfg, options, loaded.header.task, loaded.header.model.name, given)
     _check_strategy(cfg, loaded.header.task, teacher)
     check_adapt_on(cfg, loaded.header.task)
+    if cfg.adapt_on == "test":
+        err.print(f"test-time adaptation: fine-tuning on the test split's measurements ({dataset.sizes.get('test', 0)} "
+                  "slices, no ground truth); the epoch is validated and selected on val")
     loaded.header = apply_tol(loaded.model, loaded.header, cfg)
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
         raise UserError(f"--strategy {cfg.strategy} is for reconstruction models; use --teacher for distillation")
