@@ -212,6 +212,8 @@ class WithoutTargets:
         return len(self.loader)
 
     def __getattr__(self, name: str):  # set_epoch, batch_weight (torchrun), ...
+        if name == "loader":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
