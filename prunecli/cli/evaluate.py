@@ -18,7 +18,7 @@ def _unknown_split(name: str) -> None:
 def evaluate(
     checkpoint: O.Ckpt,
     data: O.Data = "digits",
-    split: Annotated[str, typer.Option(help="train, val (the holdout when the data spec has holdout=N, else the data set's own val/test split) or test (always the data set's own val/test split)", **O.choice("--split", "train", "val", "test", on_miss=_unknown_split))] = "val",
+    split: Annotated[str, typer.Option(help="train, val (the holdout when the data spec has holdout=N, else the data set's own val/test split) or test (always the data set's own val/test split; MRI data (phantom, fastmri): its own test volumes, apart from val)", **O.choice("--split", "train", "val", "test", on_miss=_unknown_split))] = "val",
     batch_size: O.BatchSize = 256,
     device: O.Device = "auto",
     workers: O.Workers = 0,

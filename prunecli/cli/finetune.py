@@ -31,7 +31,7 @@ def finetune(
     kd_alpha: Annotated[float, typer.Option(help="distillation weight α", rich_help_panel=O.DISTILL)] = 0.5,
     kd_temperature: Annotated[float, typer.Option(help="KD temperature T", rich_help_panel=O.DISTILL)] = 4.0,
     kd_label_smoothing: Annotated[bool, typer.Option(help="--distill hard: apply --label-smoothing to CE(dist, teacher argmax) too, as the Isomorphic-Pruning reference's train.py (recipes/isomorphic); default: DeiT's DistillationLoss, the label term only", rich_help_panel=O.DISTILL)] = False,
-    strategy: Annotated[str, typer.Option(help="reconstruction: supervised (ground truth), distill (the --teacher's reconstructions, no ground truth) or selfsup (measurements only: ‖Ax̂−y‖₁ + rotation equivariance)", rich_help_panel=O.DISTILL, **O.choice("--strategy", "supervised", "distill", "selfsup"))] = "supervised",
+    strategy: Annotated[str, typer.Option(help="reconstruction: supervised (ground truth), distill (the --teacher's reconstructions, no ground truth), selfsup (measurements only: ‖Ax̂−y‖₁ + rotation equivariance), supervised+distill (loss(x̂, x) + MSE(x̂, teacher)) or testdc+distill (loss(Ax̂, y) + loss(x̂, teacher), no ground truth); the background of x̂ is zeroed by the coil support before every loss", rich_help_panel=O.DISTILL, **O.choice("--strategy", "supervised", "distill", "selfsup", "supervised+distill", "testdc+distill"))] = "supervised",
     loss: Annotated[str, typer.Option(help="reconstruction loss: auto (SmoothL1 for DEQ, 1−SSIM for VarNets), smoothl1, ssim, l1, mse", rich_help_panel=O.OPTIM, **O.choice("--loss", "auto", "smoothl1", "ssim", "l1", "mse"))] = "auto",
     select: O.Select = "last",
     seed: O.Seed = 0,
@@ -56,6 +56,9 @@ def finetune(
     compile: O.Compile = False,
     grad_accum: O.GradAccum = 1,
     ema: O.Ema = 0.0,
+    # MBDL protocol (issue 15)
+    tol: O.Tol = None,
+    adapt_on: Annotated[str, typer.Option(help="reconstruction: the split whose measurements are fine-tuned on: train, or test (test-time adaptation as the MBDL paper's school and self-supervised modes; only for the strategies that never read the ground truth: distill, selfsup, testdc+distill; the epoch is still selected on val)", rich_help_panel=O.DISTILL, **O.choice("--adapt-on", "train", "test"))] = "train",
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -75,7 +78,8 @@ def finetune(
     DistributedDataParallel: --batch-size is the global batch, rank 0 writes.
 
     Reconstruction models (MBDL, Park et al.): --strategy supervised | distill (with --teacher)
-    | selfsup; distill and selfsup never read the ground truth (background from the coil maps,
+    | selfsup | supervised+distill (with --teacher) | testdc+distill (with --teacher); distill,
+    selfsup and testdc+distill never read the ground truth (background from the coil maps,
     selection by --select val_dc).
     """
     from prunecli.cli._output import print_result, table
@@ -99,7 +103,7 @@ def finetune(
         select=select, nesterov=nesterov, weight_decay_mode=weight_decay_mode,
         randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path, dropout=dropout,
         sync_bn=sync_bn, repeated_aug=repeated_aug,
-        amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
+        amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema, tol=tol, adapt_on=adapt_on,
     )
     metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
                            options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))

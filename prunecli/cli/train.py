@@ -59,6 +59,8 @@ def train(
     compile: O.Compile = False,
     grad_accum: O.GradAccum = 1,
     ema: O.Ema = 0.0,
+    # MBDL protocol (issue 15)
+    tol: O.Tol = None,
     select: O.Select = "last",
 ) -> None:
     """Train a model and write a self-describing checkpoint.
@@ -112,7 +114,7 @@ def train(
                       randaugment=randaugment, reprob=reprob, mixup=mixup, cutmix=cutmix, drop_path=drop_path,
                       dropout=dropout,
                       sync_bn=sync_bn, repeated_aug=repeated_aug,
-                      amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
+                      amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema, tol=tol,
                       select=select)
     metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
                         options={"model": model or None, "data": data, **cfg.model_dump()}, given=_given(ctx))

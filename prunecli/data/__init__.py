@@ -70,6 +70,11 @@ class Dataset:
     supports_train_aug: bool = False
     holdout: int = 0
     """`holdout=N`: the family carved N training images into a `holdout` split, which `val` means."""
+    # MRI test split (issue 15: phantom `test=N`, fastmri `split=T/V/S`; prunecli/data/mri.py)
+    own_test: bool = False
+    """The family keeps a `test` split of its own, apart from val (MRI, by volume): `test` means it."""
+    volumes: dict[str, int] | None = None
+    """Volumes (patients/files) per split, where samples are slices of volumes (MRI)."""
 
     def loader(
         self, split: str, batch_size: int, *, train: bool = False, seed: int = 0, workers: int = 0
@@ -77,7 +82,8 @@ class Dataset:
         """Batches of normalised (x, y); `train` shuffles and augments, deterministically from `seed`.
 
         `split` is `train`, `val` (the holdout when the spec has `holdout=N`, else the data set's
-        own validation/test split) or `test` (always the data set's own); see `split_name`.
+        own validation/test split) or `test` (always the data set's own; MRI data: its own test
+        volumes, apart from val); see `split_name`.
         """
         extra: dict[str, Any] = {}
         if train and self.train_aug:
@@ -85,16 +91,17 @@ class Dataset:
                 raise UserError(f"--randaugment/--reprob work on per-image data (imagefolder, ham10000); "
                                 f"{self.spec} is augmented as whole tensors (its ?aug= option)")
             extra["train_aug"] = self.train_aug
-        return self.make_loader(split_name(split, self.holdout), batch_size, train=train, seed=seed,
+        return self.make_loader(split_name(split, self.holdout, self.own_test), batch_size, train=train, seed=seed,
                                 workers=workers, preprocess=self.preprocess, **extra)
 
 
-def split_name(split: str, holdout: int = 0) -> str:
-    """The family's split behind a user's: `val` is the holdout when there is one, `test` the own val."""
+def split_name(split: str, holdout: int = 0, own_test: bool = False) -> str:
+    """The family's split behind a user's: `val` is the holdout when there is one, `test` the own val
+    (or the family's own test split, `own_test`)."""
     if split == "val":
         return "holdout" if holdout else "val"
     if split == "test":
-        return "val"
+        return "test" if own_test else "val"
     if split == "train":
         return "train"
     raise UserError(f"unknown split {split!r}; use train, val or test")

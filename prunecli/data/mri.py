@@ -1,10 +1,13 @@
 """Multi-coil MRI reconstruction data (Park et al., MBDL pruning; spec §1.1): `phantom` and `fastmri`.
 
-`phantom[:n=64,val=16,size=64,coils=4,accel=6,mask=uniform,center=0.32/accel,seed=0]` is built in and
-offline: random ellipse phantoms x with smooth coil maps S (prunecli/mri/phantom.py), train
-samples 0…n−1 and val samples n…n+val−1 of the stream `seed`.
+`phantom[:n=64,val=16,test=val,size=64,coils=4,accel=6,mask=uniform,center=0.32/accel,seed=0]` is
+built in and offline: random ellipse phantoms x with smooth coil maps S (prunecli/mri/phantom.py),
+train samples 0…n−1, val samples n…n+val−1 and test samples n+val…n+val+test−1 of the stream
+`seed` (each sample is its own volume). `test` defaults to val's count (the paper's 5/5); the test
+samples come after val in the stream, so train and val are those of the spec without `test`, and
+`test=0` leaves no test split (`evaluate --split test` is then an error).
 
-`fastmri:DIR[?mask=uniform&accel=6&center=0.32/accel&size=N&maps=auto&seed=0]` reads fastMRI **brain
+`fastmri:DIR[?mask=uniform&accel=6&center=0.32/accel&size=N&maps=auto&split=90/10/0&seed=0]` reads fastMRI **brain
 multi-coil** files (`DIR/*.h5`: `kspace` [slices, C, H, W] complex). Per slice, as the spec's
 protocol: k-space ÷ its max |k|; maps S from the file (`sens_maps`/`smaps`, `maps=file`) or
 estimated from the ACS block of the chosen mask at the file's width (`maps=acs`, see
@@ -14,8 +17,14 @@ all files must share H×W). fastMRI's `SliceDataset` is not used to index slices
 every entry of DIR (not only `*.h5`), requires the `ismrmrd_header` and imports pandas/requests,
 and its padding metadata plays no part here; the slice count is simply `kspace.shape[0]`.
 Split (spec §1.8 gotcha 5: the reference split slices, so one volume sat in train and test):
-by **file**, fixed by `seed`: the sorted files are permuted by torch.Generator(seed) and the first
-max(1, round(0.1·n)) become val (none when DIR holds one file; its val loader is then an error).
+by **file**, fixed by `seed`, `split=T/V/S` percent of the n files (default 90/10/0, the split of
+earlier versions; the paper's is `split=90/5/5`): the sorted files are permuted by
+torch.Generator(seed); the first max(1, round(n·V/100)) become val, the next max(1, round(n·S/100))
+test (a split whose percentage is 0 gets none), each only while train keeps at least one file,
+val served first; the rest is train. So 1 file: train only; 2 files: train 1, val 1, no test;
+3 files with 90/5/5: one each; 20 files: 18/1/1; 100 files: 90/5/5. The val files do not depend
+on S (test files come out of train), and a split that is empty when a command asks for it is one
+error line.
 
 Both: measurements are simulated, y = P·F·S·x, without noise (§1.1), with one fixed mask P
 (prunecli/mri/masks.py; `center` defaults to 0.32/accel: fastMRI's 0.08 at 4×, 0.04 at 8×).
@@ -37,9 +46,10 @@ if TYPE_CHECKING:
 
 MASK_KINDS = ("uniform", "random", "equispaced")
 MAP_SOURCES = ("auto", "acs", "file")
-PHANTOM = {"n": 64, "val": 16, "size": 64, "coils": 4, "accel": 6, "mask": "uniform", "center": None, "seed": 0}
-FASTMRI = {"mask": "uniform", "accel": 6, "center": None, "size": None, "maps": "auto", "seed": 0}
-FASTMRI_USAGE = "fastmri:DIR[?mask=uniform&accel=6&center=0.32/accel&size=N&maps=auto&seed=0]"
+PHANTOM = {"n": 64, "val": 16, "test": None, "size": 64, "coils": 4, "accel": 6, "mask": "uniform", "center": None, "seed": 0}
+FASTMRI = {"mask": "uniform", "accel": 6, "center": None, "size": None, "maps": "auto", "split": (90, 10, 0), "seed": 0}
+FASTMRI_USAGE = "fastmri:DIR[?mask=uniform&accel=6&center=0.32/accel&size=N&maps=auto&split=90/10/0&seed=0]"
+SPLITS = ("train", "val", "test")
 CACHE_BYTES = 512 * 2**20  # per split: processed fastMRI slices kept in memory up to this size
 
 
@@ -68,10 +78,21 @@ def _value(key: str, value: str, family: str):
         if not 0 < fraction < 1:
             raise UserError(f"{family} center must be a fraction strictly between 0 and 1, got {value!r}")
         return fraction
-    low = 0 if key == "seed" else 1
+    if key == "split":
+        return _percentages(value, family)
+    low = 0 if key in ("seed", "test") else 1
     if not value.isdigit() or int(value) < low:
         raise UserError(f"{family} {key} must be an integer ≥ {low}, got {value!r}")
     return int(value)
+
+
+def _percentages(value: str, family: str) -> tuple[int, int, int]:
+    """`90/5/5` → (90, 5, 5): train/val/test percent of the files, summing to 100, train above 0."""
+    parts = value.split("/")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100 or int(parts[0]) == 0:
+        raise UserError(f"{family} split must be TRAIN/VAL/TEST percentages summing to 100 with TRAIN > 0 "
+                        f"(e.g. 90/5/5), got {value!r}")
+    return tuple(int(p) for p in parts)
 
 
 def fixed_mask(opts: dict, width: int) -> torch.Tensor:
@@ -149,38 +170,52 @@ class MRILoader:
         return MRILoader(len(chosen), lambda idx: self.fetch(chosen[idx]), self.batch_size)
 
 
-def reconstruction_set(name: str, coils: int, height: int, width: int, make_loader, sizes) -> Dataset:
+def reconstruction_set(name: str, coils: int, height: int, width: int, make_loader, sizes, volumes) -> Dataset:
     return Dataset(name, 0, (4 * coils + 1, height, width), (0.0,), (1.0,), make_loader,
-                   sizes=sizes, task="reconstruction")
+                   sizes=sizes, task="reconstruction", own_test=True, volumes=volumes)
+
+
+def size_line(dataset) -> str | None:
+    """`data: SPEC — train 32, val 8, test 8 slices (volumes: train 32, val 8, test 8)` for MRI data
+    (train/finetune/evaluate print it on stderr), None for other data."""
+    if dataset.volumes is None:
+        return None
+    slices = ", ".join(f"{s} {dataset.sizes.get(s, 0)}" for s in SPLITS)
+    volumes = ", ".join(f"{s} {dataset.volumes.get(s, 0)}" for s in SPLITS)
+    return f"data: {dataset.spec} — {slices} slices (volumes: {volumes})"
 
 
 def simulate_phantoms(opts: dict, split: str, mask: torch.Tensor):
     from prunecli.mri.ops import forward
     from prunecli.mri.phantom import phantom_set
 
-    count, start = (opts["n"], 0) if split == "train" else (opts["val"], opts["n"])
+    count, start = {"train": (opts["n"], 0), "val": (opts["val"], opts["n"]),
+                    "test": (opts["test"], opts["n"] + opts["val"])}[split]
     images, smaps = phantom_set(count, opts["size"], opts["coils"], opts["seed"], start)
     return packed(forward(images, smaps, mask), mask, smaps, images)
 
 
-@register_data("phantom", usage="phantom[:n=64,val=16,size=64,coils=4,accel=6,mask=uniform,center=0.32/accel,seed=0]",
+@register_data("phantom", usage="phantom[:n=64,val=16,test=val,size=64,coils=4,accel=6,mask=uniform,center=0.32/accel,seed=0]",
                description="MRI reconstruction: simulated multi-coil ellipse phantoms, y=PFSx (offline)")
 def phantom(arg: str | None) -> Dataset:
     opts = parse_options((arg or "").split(","), PHANTOM, "phantom")
     if opts["size"] < 8:
         raise UserError(f"phantom size must be at least 8, got {opts['size']}")
+    if opts["test"] is None:
+        opts["test"] = opts["val"]
     mask = fixed_mask(opts, opts["size"])
     cache: dict = {}
 
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
+        if split == "test" and not opts["test"]:
+            raise UserError("phantom: test=0 leaves no test split; give test=N in the spec")
         if split not in cache:
             cache[split] = simulate_phantoms(opts, split, mask)
         inputs, targets = cache[split]
         return MRILoader(len(targets), lambda idx: (inputs[idx], targets[idx]), batch_size, train, seed)
 
-    size = opts["size"]
-    return reconstruction_set("phantom", opts["coils"], size, size, make_loader,
-                              {"train": opts["n"], "val": opts["val"]})
+    size, sizes = opts["size"], {split: opts[key] for split, key in zip(SPLITS, ("n", "val", "test"), strict=True)}
+    return reconstruction_set("phantom", opts["coils"], size, size, make_loader, sizes, sizes)
 
 
 @dataclass(frozen=True)
@@ -230,15 +265,41 @@ def scan(root: Path, size: int | None) -> list[Volume]:
     return volumes
 
 
-def split_volumes(volumes: list[Volume], seed: int) -> dict[str, list[Volume]]:
-    """By file: permute the sorted files with `seed`; the first max(1, round(n/10)) go to val."""
+def split_counts(n: int, percent: tuple[int, int, int]) -> tuple[int, int]:
+    """(val files, test files) of n files: max(1, round(n·p/100)) for a percentage p > 0, val first,
+    each only while train keeps at least one file (see the module doc)."""
+    counts = []
+    left = n
+    for p in percent[1:]:
+        count = min(left - 1, max(1, round(n * p / 100))) if p and left > 1 else 0
+        counts.append(count)
+        left -= count
+    return counts[0], counts[1]
+
+
+def split_volumes(volumes: list[Volume], seed: int, percent=(90, 10, 0)) -> dict[str, list[Volume]]:
+    """By file: permute the sorted files with `seed`; val files first, then test, the rest train."""
     import torch
 
     order = torch.randperm(len(volumes), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(0.1 * len(volumes))) if len(volumes) >= 2 else 0
-    val = set(order[:n_val])
-    return {"train": [v for i, v in enumerate(volumes) if i not in val],
-            "val": [v for i, v in enumerate(volumes) if i in val]}
+    n_val, n_test = split_counts(len(volumes), percent)
+    val, test = set(order[:n_val]), set(order[n_val:n_val + n_test])
+    return {"train": [v for i, v in enumerate(volumes) if i not in val and i not in test],
+            "val": [v for i, v in enumerate(volumes) if i in val],
+            "test": [v for i, v in enumerate(volumes) if i in test]}
+
+
+def empty_split(root: Path, split: str, splits: dict, percent) -> UserError:
+    """The one-line error for a split with no files."""
+    n = sum(len(v) for v in splits.values())
+    ratio = "/".join(map(str, percent))
+    if n == 1:
+        return UserError(f"fastmri: {root} holds one file, so the by-file split leaves no {split} files")
+    if split == "test" and not percent[2]:
+        return UserError(f"fastmri: split={ratio} has no test files; give e.g. ?split=90/5/5 (the paper's)")
+    counts = ", ".join(f"{s} {len(splits[s])}" for s in SPLITS)
+    return UserError(f"fastmri: {root} holds {n} files; split={ratio} gives {counts} files, so no {split} "
+                     "files (train keeps at least one; val is served before test)")
 
 
 def load_slice(volume: Volume, index: int, opts: dict):
@@ -303,15 +364,16 @@ def fastmri(arg: str | None) -> Dataset:
     path, sep, query = arg.rpartition("?")
     root, opts = Path(path if sep else arg).expanduser(), parse_options(query.split("&") if sep else [], FASTMRI, "fastmri")
     volumes = scan(root, opts["size"])
-    splits = split_volumes(volumes, opts["seed"])
+    splits = split_volumes(volumes, opts["seed"], opts["split"])
     sizes = {name: sum(v.slices for v in vols) for name, vols in splits.items()}
     readers: dict = {}
 
     def make_loader(split, batch_size, *, train=False, seed=0, workers=0, preprocess=None):
         if not splits[split]:
-            raise UserError(f"fastmri: {root} holds one file, so the by-file split leaves no {split} files")
+            raise empty_split(root, split, splits, opts["split"])
         reader = readers.setdefault(split, SliceReader(splits[split], opts))
         return MRILoader(len(reader.index), reader, batch_size, train, seed)
 
     height, width = (opts["size"],) * 2 if opts["size"] else (volumes[0].height, volumes[0].width)
-    return reconstruction_set("fastmri", volumes[0].coils, height, width, make_loader, sizes)
+    counts = {name: len(vols) for name, vols in splits.items()}
+    return reconstruction_set("fastmri", volumes[0].coils, height, width, make_loader, sizes, counts)

@@ -40,7 +40,7 @@ class TrainConfig(BaseModel):
     prox_snap: bool = Field(False, description="set a filter whose prox output is 0 to exactly 0 (an algorithm "
                             "change; the reference takes the convex step)")
     # reconstruction (MRI) fine-tuning
-    strategy: Literal["supervised", "distill", "selfsup"] = "supervised"
+    strategy: Literal["supervised", "distill", "selfsup", "supervised+distill", "testdc+distill"] = "supervised"
     loss: Literal["auto", "smoothl1", "ssim", "l1", "mse"] = "auto"
     select: Literal["last", "best", "val_dc"] = Field("last", description="the epoch the checkpoint keeps: last, "
                                                       "best (highest val top-1) or val_dc (reconstruction)")
@@ -70,6 +70,11 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is the total)")
     ema: float = Field(0.0, ge=0, lt=1, description="ModelEmaV3 decay; 0 = off. The EMA weights are validated "
                        "and saved")
+    # MBDL protocol (issue 15: finetune --adapt-on, train/finetune --tol; engine/fit.py, engine/run.py)
+    adapt_on: Literal["train", "test"] = Field("train", description="the split whose measurements are trained on: "
+                                               "test = test-time adaptation (ground-truth-free strategies only)")
+    tol: float | None = Field(None, gt=0, description="fixed-point solver tolerance (DEQ) while training, also "
+                              "saved as the model's tol; None: the model's own")
 
     @field_validator("randaugment")
     @classmethod

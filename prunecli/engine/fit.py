@@ -92,7 +92,9 @@ def fit(
     dist.check_batch(cfg.batch_size)
     dataset.train_aug = augment.train_aug(cfg)  # --randaugment/--reprob (file-based families)
     mix = augment.mixer(cfg, dataset)  # --mixup/--cutmix
-    train_loader = _loader(dataset, "train", cfg.batch_size, cfg, train=True)
+    train_loader = _loader(dataset, cfg.adapt_on, cfg.batch_size, cfg, train=True)
+    if cfg.adapt_on != "train":  # test-time adaptation: the targets never leave the loader
+        train_loader = WithoutTargets(train_loader)
     val_loader = _loader(dataset, "val", cfg.batch_size if recon else max(cfg.batch_size, 256), cfg)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
@@ -195,6 +197,26 @@ def _loader(dataset, split: str, batch_size: int, cfg: TrainConfig, train: bool 
     return dist.shard(loader, train and cfg.repeated_aug, f"data {dataset.spec!r}")
 
 
+class WithoutTargets:
+    """A loader yielding (x, an empty [B, 0] tensor): `--adapt-on test` trains on the test split's
+    measurements, so its ground truth is kept out of the loop altogether, whatever the loss does."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        for x, _ in self.loader:
+            yield x, x.new_zeros(len(x), 0)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):  # set_epoch, batch_weight (torchrun), ...
+        if name == "loader":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
 def _reduce_loss(mean: float, count: int, device: str) -> tuple[float, int]:
     """The epoch's mean training loss and sample count over all ranks."""
     if dist.context().world == 1:
@@ -210,7 +232,7 @@ def _validate(model, loader, device: str, cfg: TrainConfig, recon: bool, runner=
         return {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"]}, f"val top1 {val['top1']:.2f}%"
     from prunecli.engine import recon as R
 
-    val = R.evaluate(model, loader, device, ground_truth=cfg.strategy == "supervised")
+    val = R.evaluate(model, loader, device, ground_truth=cfg.strategy not in R.GROUND_TRUTH_FREE)
     text = f"val dc {val['dc']:.4g}" + (f"  psnr {val['psnr']:.2f}  ssim {val['ssim']:.4f}" if "psnr" in val else "")
     return val, text
 

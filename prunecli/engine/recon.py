@@ -6,10 +6,19 @@ measurements (`prunecli.mri.pack`), target the ground-truth image [B,2,H,W]. The
 - distill ("school"): the same loss against the frozen unpruned teacher's reconstruction;
 - selfsup: measurement consistency ‖A x̂ − y‖₁ plus the rotation-equivariance terms of REI
   (Chen et al. 2022): x₂ = rotate_g(x̂), S₂ = rotate_g(S), x₃ = f(A_{S₂}ᴴ… y₂ = A_{S₂}x₂),
-  MSE(crop(x₃), crop(x₂)) + MSE(A_{S₂}x₃, A_{S₂}x₂), crop = the square inscribed in the FOV.
-The GT-free strategies never read the target: their background mask is the coil-derived support
-(Σ|S_c|² > 0), not the paper's x_gt == 0, and their per-epoch selection criterion is the
-measurement-domain error on the validation split (`val_dc`), not PSNR against ground truth.
+  MSE(crop(x₃), crop(x₂)) + MSE(A_{S₂}x₃, A_{S₂}x₂), crop = the square inscribed in the FOV;
+- supervised+distill (the reference's `supervisedPLUSschool`): loss(x̂, x_gt) + MSE(x̂, teacher),
+  the distillation term always MSE whatever `--loss` is, as the reference;
+- testdc+distill (`testdcPLUSschool`): loss(A x̂, y) + loss(x̂, teacher), one `--loss` for both
+  terms as the reference's `recon_loss_fn`; on k-space it compares (real, imag) elementwise, and
+  with `--loss ssim` (the VarNets) the measurement term is MSE, as the reference's E2E-VarNet
+  branch (SSIM of k-space is not defined).
+Every strategy zeroes the background of x̂ (and of the teacher's output) before its loss, as the
+reference's `x̂[x_gt == 0] = 0` — the REI loss included, which then rotates and measures the
+masked x̂. The background here is the coil-derived support (Σ|S_c|² > 0), not x_gt == 0, so the
+GT-free strategies (distill, selfsup, testdc+distill) never read the target; their per-epoch
+selection criterion is the measurement-domain error on the validation split (`val_dc`), not PSNR
+against ground truth.
 """
 
 from __future__ import annotations
@@ -19,7 +28,11 @@ import torch.nn.functional as F
 
 from prunecli.mri.pack import to_complex, unpack
 
-STRATEGIES = ("supervised", "distill", "selfsup")
+STRATEGIES = ("supervised", "distill", "selfsup", "supervised+distill", "testdc+distill")
+GROUND_TRUTH_FREE = ("distill", "selfsup", "testdc+distill")
+"""Strategies whose loss never reads the target: they may adapt on test measurements (--adapt-on test)."""
+WITH_TEACHER = ("distill", "supervised+distill", "testdc+distill")
+"""Strategies that need the frozen unpruned model (--teacher)."""
 
 
 def support(x: torch.Tensor) -> torch.Tensor:
@@ -110,19 +123,36 @@ def _inscribed(img: torch.Tensor) -> torch.Tensor:
 
 
 class ReconLoss:
-    """The training loss of one fine-tuning strategy; called as loss(x̂, target, teacher_out, x, model)."""
+    """The training loss of one fine-tuning strategy; called as loss(x̂, target, teacher_out, x, model).
+
+    The target is read by the supervised strategies only."""
 
     full = True
 
     def __init__(self, strategy: str, kind: str):
-        self.strategy, self.fn = strategy, image_loss(kind)
+        self.strategy, self.kind, self.fn = strategy, kind, image_loss(kind)
 
     def __call__(self, out, target, teacher_out, x, model):
+        keep = support(x)  # background zeroed by the coil support (not by x_gt == 0)
+        out = out * keep
         if self.strategy == "selfsup":
             return rei_loss(model, out, x)
-        keep = support(x)  # background zeroed by the coil support (not by x_gt == 0)
-        reference = target if self.strategy == "supervised" else teacher_out
-        return self.fn(out * keep, reference * keep)
+        if self.strategy == "supervised":
+            return self.fn(out, target * keep)
+        teacher_out = teacher_out * keep
+        if self.strategy == "distill":
+            return self.fn(out, teacher_out)
+        if self.strategy == "supervised+distill":
+            return self.fn(out, target * keep) + F.mse_loss(out, teacher_out)
+        if self.strategy == "testdc+distill":
+            return self.measurement_loss(out, x) + self.fn(out, teacher_out)
+        raise ValueError(self.strategy)
+
+    def measurement_loss(self, out, x) -> torch.Tensor:
+        """loss(A x̂, y) on (real, imag) k-space; MSE when the image loss is SSIM (see the module doc)."""
+        y, _, _ = unpack(x)
+        fn = F.mse_loss if self.kind == "ssim" else self.fn
+        return fn(torch.view_as_real(measure(out, x)), torch.view_as_real(y))
 
 
 @torch.no_grad()

@@ -22,6 +22,15 @@ def resolve_loss(cfg: TrainConfig, model_name: str) -> TrainConfig:
     return cfg.model_copy(update={"loss": "smoothl1" if model_name.startswith("deq") else "ssim"})
 
 
+def announce_sizes(dataset) -> None:
+    """MRI data: its slices and volumes per split on stderr (issue 15: the recipe shows them)."""
+    from prunecli.data.mri import size_line
+
+    line = size_line(dataset)
+    if line is not None:
+        err.print(line, soft_wrap=True)  # one line, however narrow the terminal (recipes grep it)
+
+
 def data_ref(dataset) -> DataRef:
     return DataRef(spec=dataset.spec, num_classes=dataset.num_classes, mean=list(dataset.mean), std=list(dataset.std))
 
@@ -92,6 +101,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
     dist.check_batch(cfg.batch_size)
     device = dist.setup(device)
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     seed_everything(cfg.seed)
     cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     parent_sha = None
@@ -111,6 +121,7 @@ def train(model_name: str, data_spec: str, out: str, cfg: TrainConfig, device: s
             input_shape=list(dataset.input_shape), num_classes=classes,
         )
     cfg, options = _task_defaults(cfg, options, header_base.task, header_base.model.name, given)
+    header_base = apply_tol(model, header_base, cfg)
     state = None
     if resume:
         if out == "-":
@@ -147,14 +158,19 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     dist.check_batch(cfg.batch_size)
     device = dist.setup(device)
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     seed_everything(cfg.seed)
     cfg, options = _resolve_amp(cfg, options, device, dataset.task)
     loaded = ckpt.load(src)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape)
     cfg, options = _task_defaults(cfg, options, loaded.header.task, loaded.header.model.name, given)
-    if loaded.header.task == "reconstruction" and (cfg.strategy == "distill") != (teacher is not None):
-        raise UserError("--strategy distill needs --teacher (the unpruned model), and only it takes one")
+    _check_strategy(cfg, loaded.header.task, teacher)
+    check_adapt_on(cfg, loaded.header.task)
+    if cfg.adapt_on == "test":
+        err.print(f"test-time adaptation: fine-tuning on the test split's measurements ({dataset.sizes.get('test', 0)} "
+                  "slices, no ground truth); the epoch is validated and selected on val")
+    loaded.header = apply_tol(loaded.model, loaded.header, cfg)
     if loaded.header.task != "reconstruction" and cfg.strategy != "supervised":
         raise UserError(f"--strategy {cfg.strategy} is for reconstruction models; use --teacher for distillation")
     teacher_model = None
@@ -183,6 +199,43 @@ def finetune(src: str, data_spec: str, out: str, cfg: TrainConfig, device: str, 
     return metrics
 
 
+def _check_strategy(cfg: TrainConfig, task: str, teacher: str | None) -> None:
+    """Reconstruction strategies: a --teacher exactly for the distilling ones."""
+    from prunecli.engine.recon import WITH_TEACHER
+
+    if task == "reconstruction" and (cfg.strategy in WITH_TEACHER) != (teacher is not None):
+        raise UserError(f"--strategy {'|'.join(WITH_TEACHER)} need --teacher (the unpruned model), and only they take "
+                        f"one (got --strategy {cfg.strategy}{' and a --teacher' if teacher else ''})")
+
+
+def check_adapt_on(cfg: TrainConfig, task: str) -> None:
+    """`--adapt-on test` trains on the test split: only reconstruction models with a strategy that
+    never reads the ground truth (the paper's test-time adaptation)."""
+    from prunecli.engine.recon import GROUND_TRUTH_FREE
+
+    if cfg.adapt_on == "train":
+        return
+    if task != "reconstruction":
+        raise UserError("--adapt-on test is test-time adaptation of reconstruction models; classifiers train on train")
+    if cfg.strategy not in GROUND_TRUTH_FREE:
+        raise UserError(f"--adapt-on test trains on the test split, so it takes a strategy that never reads its "
+                        f"ground truth ({', '.join(GROUND_TRUTH_FREE)}), not --strategy {cfg.strategy}")
+
+
+def apply_tol(model, header: Header, cfg: TrainConfig) -> Header:
+    """`--tol`: the fixed-point solver tolerance to train at, kept in the saved model arguments so
+    evaluate and profile run the model at the tolerance it was trained at (profile still times
+    compared models at one tolerance unless --own-tol)."""
+    if cfg.tol is None:
+        return header
+    if not hasattr(model, "tol") or not hasattr(model, "max_iter"):
+        raise UserError(f"--tol is for fixed-point models (DEQ); {header.model.name} has no solver")
+    model.tol = cfg.tol
+    err.print(f"solver tolerance {cfg.tol:g} (was {header.model.kwargs.get('tol', 'the default')})")
+    kwargs = {**header.model.kwargs, "tol": cfg.tol}
+    return header.model_copy(update={"model": header.model.model_copy(update={"kwargs": kwargs})})
+
+
 def model_preprocess(loaded, overrides: dict) -> dict | None:
     """timm models evaluate with their own data config (interpolation, crop, mean/std) resolved
     from the model (pruning does not change it), at the checkpoint's input size, `overrides` on top."""
@@ -206,6 +259,7 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
 
     device = dist.setup(device)  # under torchrun each rank evaluates its slice, sums all-reduced
     dataset = build_data(data_spec)
+    announce_sizes(dataset)
     loaded = ckpt.load(src, device=device)
     check_classes(loaded.header, dataset)
     dataset = at_model_size(dataset, loaded.header.input_shape, model_preprocess(loaded, overrides or {}))
@@ -229,8 +283,9 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     dist.finish()
     applied = dataset.preprocess if dataset.applies_preprocess else None
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
+    sizes = {"split_sizes": dict(dataset.sizes), "split_volumes": dict(dataset.volumes)} if dataset.volumes else {}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
-            "amp": mode, "preprocess": used or None}
+            "amp": mode, "preprocess": used or None, **sizes}
 
 
 def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, batch_size: int,

@@ -16,4 +16,8 @@ def bad_data(tmp_path_factory, tiny_ckpt) -> dict[str, Path]:
     paths = bad_inputs.build(root)
     paths["copy"] = root / "copy.safetensors"
     shutil.copy(tiny_ckpt, paths["copy"])
+    # issue 15 (MBDL protocol): an untrained tiny DEQ, for reconstruction-only option errors
+    from tests.conftest import untrained
+
+    paths["mri_ckpt"] = untrained("deq-edsr-tiny", root / "mri.safetensors", "phantom:n=2,val=1,size=16")
     return paths

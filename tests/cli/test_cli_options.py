@@ -61,7 +61,8 @@ def test_train_finetune_and_analyze_help_panels(command, panels):
                "[off|auto|bf16|fp16]", "l1-unstructured|l2|random|similarity|taylor|zero-groups]"]),
     ("train", ["[sgd|adam|adamw|proxsgd]", "[cosine|step|constant]", "[off|auto|bf16|fp16]",
                "[last|best|val_dc]", "[auto|smoothl1|ssim|l1|mse]", "[all|keras]", "[div|mul|none]"]),
-    ("finetune", ["[soft|hard]", "[supervised|distill|selfsup]", "[last|best|val_dc]"]),
+    ("finetune", ["[soft|hard]", "[supervised|distill|selfsup|supervised+distill|testdc+distill]", "[last|best|val_dc]",
+                  "[train|test]"]),
     ("analyze", ["[magnitude|sensitivity|similarity|cka]", "[reference|strength]", "[layers|all]"]),
 ])
 def test_choices_are_listed_in_help(command, listed):

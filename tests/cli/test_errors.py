@@ -253,6 +253,32 @@ CASES |= {  # an option given to a method that does not take it; closed sets (is
     "analyze bad cka-modules": (["analyze", "{ckpt}", "--method", "cka", "--data", SYNTH, "--cka-modules", "some"],
                                 "--cka-modules must be layers or all"),
 }
+MRI_FT = ["finetune", "{d[mri_ckpt]}", "--data", "phantom:n=2,val=1,test=1,size=16", "--epochs", "1", "-b", "2",
+          "--device", "cpu", *OUT]
+CASES |= {  # MBDL protocol (issue 15 items 1, 2, 4, 7): test split, --adapt-on, --tol, combined strategies
+    "phantom: negative test": ([*MRI, "--data", "phantom:test=-1"], "test must be an integer"),
+    "phantom: evaluate test=0": (["evaluate", "{d[mri_ckpt]}", "--data", "phantom:n=2,val=1,test=0,size=16",
+                                  "--split", "test", "--device", "cpu"], "test=0 leaves no test split"),
+    "fastmri: bad split": ([*MRI, "--data", "fastmri:{d[fm_one]}?split=90/10"], "split must be TRAIN/VAL/TEST"),
+    "fastmri: split not 100": ([*MRI, "--data", "fastmri:{d[fm_one]}?split=90/10/10"], "summing to 100"),
+    "fastmri: split no train": ([*MRI, "--data", "fastmri:{d[fm_one]}?split=0/50/50"], "TRAIN > 0"),
+    "fastmri: evaluate missing test": (["evaluate", "{d[mri_ckpt]}", "--data", "fastmri:{d[fm_one]}?size=16",
+                                        "--split", "test", "--device", "cpu"], "holds one file"),
+    "finetune bad adapt-on": ([*MRI_FT, "--adapt-on", "val"], "--adapt-on must be"),
+    "finetune adapt-on test supervised": ([*MRI_FT, "--adapt-on", "test"], "not --strategy supervised"),
+    "finetune adapt-on test supervised+distill": ([*MRI_FT, "--adapt-on", "test", "--strategy", "supervised+distill",
+                                                   "--teacher", "{d[mri_ckpt]}"], "not --strategy supervised+distill"),
+    "finetune adapt-on test classifier": ([*FT, "--data", SYNTH, "--adapt-on", "test"], "reconstruction models"),
+    "finetune supervised+distill no teacher": ([*MRI_FT, "--strategy", "supervised+distill"], "need --teacher"),
+    "finetune testdc+distill no teacher": ([*MRI_FT, "--strategy", "testdc+distill"], "need --teacher"),
+    "finetune selfsup with teacher": ([*MRI_FT, "--strategy", "selfsup", "--teacher", "{d[mri_ckpt]}"],
+                                      "only they take one"),
+    "finetune tol 0": ([*MRI_FT, "--tol", "0"], "--tol"),
+    "finetune tol negative": ([*MRI_FT, "--tol", "-1e-3"], "--tol"),
+    "finetune tol classifier": ([*FT, "--data", SYNTH, "--tol", "1e-3"], "has no solver"),
+    "train tol varnet": (["train", "--model", "varnet-tiny", "--data", "phantom:n=2,val=1,size=16", "--tol", "1e-3",
+                          "--epochs", "1", "-b", "2", "--device", "cpu", *OUT], "has no solver"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),

@@ -131,7 +131,7 @@ def test_phantom_is_deterministic_and_consistent():
 def test_phantom_options_and_loader_order():
     data = build_data("phantom:n=6,val=2,size=16,coils=2,accel=4,mask=random,seed=2")
     assert data.task == "reconstruction" and data.num_classes == 0 and data.input_shape == (9, 16, 16)
-    assert data.sizes == {"train": 6, "val": 2}
+    assert data.sizes == {"train": 6, "val": 2, "test": 2}  # test defaults to val's count
     loader = data.loader("train", 2, train=True, seed=1)
     first = [t for _, t in loader]
     loader.set_epoch(0)
@@ -193,7 +193,7 @@ def test_fastmri_shapes_target_and_split_by_file(fastmri_dir):
     root, kspaces = fastmri_dir
     data = build_data(f"fastmri:{root}?maps=acs&accel=4")
     assert data.task == "reconstruction" and data.input_shape == (17, 32, 32)
-    assert data.sizes == {"train": 6, "val": 3}  # 3 files → 1 val file, whole
+    assert data.sizes == {"train": 6, "val": 3, "test": 0}  # 3 files → 1 val file, whole; no test by default
     x, target = next(iter(data.loader("val", 8)))
     assert x.shape == (3, 17, 32, 32) and target.shape == (3, 2, 32, 32)
     _, _, smaps = unpack(x)
@@ -255,7 +255,7 @@ def test_fastmri_user_errors(tmp_path, fastmri_dir):
     (tmp_path / "one").mkdir()
     write_volume(tmp_path / "one" / "a.h5", 1)
     single = build_data(f"fastmri:{tmp_path / 'one'}")
-    assert single.sizes == {"train": 3, "val": 0}
+    assert single.sizes == {"train": 3, "val": 0, "test": 0}
     with pytest.raises(UserError, match="one file"):
         single.loader("val", 2)
 
@@ -264,3 +264,98 @@ def test_ls_data_lists_mri_families():
     result = run_cli("ls", "data")
     assert result.exit_code == 0, result.output
     assert "phantom" in result.output and "fastmri" in result.output
+
+
+# ---- test split (issue 15 item 1): by volume, seeded, disjoint ------------------------------
+
+def _all(data, split):
+    return next(iter(data.loader(split, 256)))
+
+
+def test_phantom_test_split_follows_val_and_leaves_train_and_val_as_before():
+    """Old specs keep their train/val tensors: sample i of the stream is phantom_set(seed, i)."""
+    from prunecli.data.mri import fixed_mask, packed
+    from prunecli.mri.phantom import phantom_set
+
+    spec = "phantom:n=6,val=2,size=16,coils=2,accel=4,mask=random,seed=2"
+    old, new = build_data(spec), build_data(spec + ",test=3")
+    assert old.sizes == {"train": 6, "val": 2, "test": 2} and new.sizes == {"train": 6, "val": 2, "test": 3}
+    assert new.volumes == new.sizes  # each phantom sample is its own volume
+    opts = {"mask": "random", "accel": 4, "center": None, "seed": 2}
+    mask = fixed_mask(opts, 16)
+    for split, (count, start) in {"train": (6, 0), "val": (2, 6), "test": (3, 8)}.items():
+        images, smaps = phantom_set(count, 16, 2, 2, start)
+        x, target = packed(ops.forward(images, smaps, mask), mask, smaps, images)
+        got = _all(new, split)
+        assert torch.equal(got[0], x) and torch.equal(got[1], target), split
+        if split != "test":
+            assert all(torch.equal(a, b) for a, b in zip(_all(old, split), got)), split
+    targets = torch.cat([_all(new, s)[1] for s in ("train", "val", "test")])
+    assert len({t.numpy().tobytes() for t in targets}) == 11  # no sample in two splits
+    with pytest.raises(UserError, match="test=0 leaves no test split"):
+        build_data(spec + ",test=0").loader("test", 2)
+    with pytest.raises(UserError, match="test must be an integer"):
+        build_data("phantom:test=-1")
+
+
+def test_fastmri_split_counts_for_few_and_many_files():
+    from prunecli.data.mri import Volume, split_volumes
+
+    def counts(n, percent):
+        split = split_volumes([Volume(f"f{i}.h5", 5, 4, 8, 8) for i in range(n)], 0, percent)
+        return tuple(len(split[s]) for s in ("train", "val", "test"))
+
+    paper, default = (90, 5, 5), (90, 10, 0)
+    assert [counts(n, paper) for n in (1, 2, 3, 4, 20, 100)] == [
+        (1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 1), (18, 1, 1), (90, 5, 5)]
+    assert [counts(n, default) for n in (1, 2, 3, 20, 100)] == [(1, 0, 0), (1, 1, 0), (2, 1, 0), (18, 2, 0), (90, 10, 0)]
+    assert counts(40, (80, 10, 10)) == (32, 4, 4)
+
+
+def test_fastmri_split_is_seeded_disjoint_and_keeps_the_old_val_files():
+    from prunecli.data.mri import Volume, split_volumes
+
+    vols = [Volume(f"f{i}.h5", 5, 4, 8, 8) for i in range(40)]
+    split = split_volumes(vols, 3, (90, 5, 5))
+    names = [{v.path for v in split[s]} for s in ("train", "val", "test")]
+    assert sum(map(len, names)) == 40 and len(set.union(*names)) == 40  # every file once
+    assert split == split_volumes(vols, 3, (90, 5, 5)) and split != split_volumes(vols, 4, (90, 5, 5))
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(3)).tolist()
+    old_val = {f"f{i}.h5" for i in order[:4]}  # the rule before test splits: the first max(1, round(n/10))
+    assert {v.path for v in split_volumes(vols, 3)["val"]} == old_val
+    assert {v.path for v in split_volumes(vols, 3, (80, 10, 10))["val"]} == old_val  # test comes out of train
+
+
+def _files_of(data, split, kspaces):
+    """The files whose slices a split's loader yields: a target is Σ conj(S)·F⁻¹(k / max|k|) of one
+    slice k of its file, with the slice's own maps S."""
+    x, target = _all(data, split)
+    _, _, smaps = unpack(x)
+    found = set()
+    for i in range(len(target)):
+        for name, k in kspaces.items():
+            images = ops.coil_combine(k / k.abs().amax((1, 2, 3), keepdim=True), smaps[i:i + 1])
+            if any(torch.allclose(image, to_complex(target[i:i + 1])[0], atol=1e-5) for image in images):
+                found.add(name)
+    return found
+
+
+def test_fastmri_test_split_on_real_files_no_volume_in_two_splits(fastmri_dir):
+    root, kspaces = fastmri_dir
+    data = build_data(f"fastmri:{root}?maps=file&accel=4&split=90/5/5")
+    assert data.sizes == {"train": 3, "val": 3, "test": 3} and data.volumes == {"train": 1, "val": 1, "test": 1}
+    files = {s: _files_of(data, s, kspaces) for s in ("train", "val", "test")}
+    assert all(len(f) == 1 for f in files.values()) and len(set.union(*files.values())) == 3, files
+    default = build_data(f"fastmri:{root}?maps=file&accel=4")
+    assert _files_of(default, "val", kspaces) == files["val"]  # the same val file as before test splits
+    with pytest.raises(UserError, match="split=90/10/0 has no test files"):
+        default.loader("test", 2)
+    two = root.parent / "two"
+    two.mkdir()
+    for i in range(2):
+        write_volume(two / f"f{i}.h5", i)
+    with pytest.raises(UserError, match="holds 2 files; split=90/5/5 gives train 1, val 1, test 0"):
+        build_data(f"fastmri:{two}?split=90/5/5").loader("test", 2)
+    for bad in ("90/5", "0/50/50", "90/5/6", "a/b/c"):
+        with pytest.raises(UserError, match="split must be TRAIN/VAL/TEST"):
+            build_data(f"fastmri:{root}?split={bad}")
