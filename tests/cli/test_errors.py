@@ -253,6 +253,10 @@ CASES |= {  # an option given to a method that does not take it; closed sets (is
     "analyze bad cka-modules": (["analyze", "{ckpt}", "--method", "cka", "--data", SYNTH, "--cka-modules", "some"],
                                 "--cka-modules must be layers or all"),
 }
+CASES |= {  # MRI ops (issue 15 items 5, 6, 8): ESPIRiT maps, the parameter-free zero-filled model, profile --stat
+    "train zero-filled epochs": (["train", "--model", "zero-filled", "--data", "phantom:n=2,val=2,size=16",
+                                  "--epochs", "1", "-o", "{tmp}/o.safetensors"], "no parameters"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
