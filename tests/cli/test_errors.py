@@ -256,6 +256,7 @@ CASES |= {  # an option given to a method that does not take it; closed sets (is
 CASES |= {  # MRI ops (issue 15 items 5, 6, 8): ESPIRiT maps, the parameter-free zero-filled model, profile --stat
     "train zero-filled epochs": (["train", "--model", "zero-filled", "--data", "phantom:n=2,val=2,size=16",
                                   "--epochs", "1", "-o", "{tmp}/o.safetensors"], "no parameters"),
+    "profile bad stat": (["profile", "{ckpt}", "--stat", "mode"], "--stat"),
     "fastmri: bad maps": ([*MRI, "--data", "fastmri:{d[fm_one]}?maps=sense"], "maps must be one of auto, acs, file, espirit"),
 }
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
