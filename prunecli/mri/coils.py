@@ -80,8 +80,8 @@ def espirit_maps(kspace: torch.Tensor, calib_width: int = ESPIRIT_CALIB) -> torc
     `calib_width`² block calibrates; sigpy's other defaults (kernel 6, threshold 0.02, eigenvalue
     crop 0.95, 100 power iterations) are the reference's. Each pixel's maps are a unit-norm
     eigenvector, phase-aligned to coil 0, or 0 where cropped: Σ_c |S_c|² ∈ {0, 1}. sigpy's FFT is
-    centred and orthonormal like `prunecli.mri.ops`. Cost on CPU: ~0.1 s for 4 coils 64², seconds
-    for a 16-coil 640×320 fastMRI slice, plus ~2 s once to import sigpy (numba).
+    centred and orthonormal like `prunecli.mri.ops`. Cost on one CPU core: ~0.1 s for 4 coils 64²,
+    ~28 s for a 16-coil 640×320 fastMRI slice (~13 s at 320²), plus ~2 s once to import sigpy (numba).
     """
     import numpy as np
     from sigpy.mri.app import EspiritCalib
