@@ -14,7 +14,7 @@ def profile(
     compare: Annotated[str | None, typer.Option("--compare", help="another checkpoint to compare against (e.g. the unpruned base)")] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also list MACs and params of every layer")] = False,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated batch sizes to time")] = "1,64",
-    runs: Annotated[int, typer.Option("--runs", help="timed forward passes per batch size (the median is reported)")] = 20,
+    runs: Annotated[int, typer.Option("--runs", help="timed forward passes per batch size (their median, or --stat mean)")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", help="untimed passes before timing")] = 5,
     data: Annotated[str | None, typer.Option("--data", help="time on real validation samples of this data (e.g. MRI slices) instead of random inputs")] = None,
     tol: Annotated[float | None, typer.Option(help="solver tolerance for fixed-point models (DEQ); default: the strictest of the compared models, for both")] = None,
@@ -23,17 +23,21 @@ def profile(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
+    # timing protocol (issue 15 item 8): the statistic; the clock follows the device
+    stat: Annotated[str, typer.Option(help="median (robust on a shared machine) or mean (Park et al.: mean of 30 DEQ / 100 other passes after 10 warm-up); on CUDA passes are timed with CUDA events", **O.choice("--stat", "median", "mean"))] = "median",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
     MACs: multiply-accumulates for one sample of the input shape.
-    Latency: median of --runs timed passes after --warmup untimed ones,
-    random inputs, per batch size. Peak memory: weights + input + the
-    activation peak of one forward pass.
+    Latency: median (or --stat mean) of --runs timed passes after --warmup
+    untimed ones, random inputs, per batch size; timed by the wall clock on
+    CPU, by CUDA events on a GPU (the JSON's settings say `stat`, `timer`).
+    Peak memory: weights + input + the activation peak of one forward pass.
 
     --compare measures another checkpoint the same way and adds ratios
-    (other / this): MACs and params reduction, and speedup (a latency
-    ratio above 1 means this checkpoint is faster).
+    (other / this): MACs and params reduction, and speedup, the time ratio
+    other / this of the chosen statistic (above 1: this checkpoint is faster;
+    1.52 means 1.52×, not "52% faster").
 
     Rewrites the `<stem>.flops.json` sidecar beside CHECKPOINT with the
     counts and the measured latency (not for `-`).
@@ -48,6 +52,8 @@ def profile(
 
       prunecli profile deq_p40.safetensors --compare deq.safetensors --data phantom --batch-sizes 1
 
+      prunecli profile varnet_p.safetensors --compare varnet.safetensors --batch-sizes 1 --stat mean --runs 100 --warmup 10 --device cuda
+
     Fixed-point models (DEQ) also report their solver iterations; both models run at one
     tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
     """
@@ -59,5 +65,6 @@ def profile(
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
+        stat=stat,
     )
     print_result(result, json, lambda: render(result))

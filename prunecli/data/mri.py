@@ -11,7 +11,8 @@ samples come after val in the stream, so train and val are those of the spec wit
 multi-coil** files (`DIR/*.h5`: `kspace` [slices, C, H, W] complex). Per slice, as the spec's
 protocol: k-space ÷ its max |k|; maps S from the file (`sens_maps`/`smaps`, `maps=file`) or
 estimated from the ACS block of the chosen mask at the file's width (`maps=acs`, see
-prunecli/mri/coils.py; `auto` = file maps when present, else ACS); ground truth
+prunecli/mri/coils.py; `auto` = file maps when present, else ACS), or ESPIRiT on the fully
+sampled k-space as the paper (`maps=espirit`, sigpy; slow, so cached with the slice); ground truth
 x = Σ conj(S_c)·F⁻¹k_c. `size=N` centre-crops x and S to N×N (all files then stack; without it,
 all files must share H×W). fastMRI's `SliceDataset` is not used to index slices: it opens
 every entry of DIR (not only `*.h5`), requires the `ismrmrd_header` and imports pandas/requests,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     import torch
 
 MASK_KINDS = ("uniform", "random", "equispaced")
-MAP_SOURCES = ("auto", "acs", "file")
+MAP_SOURCES = ("auto", "acs", "file", "espirit")
 PHANTOM = {"n": 64, "val": 16, "test": None, "size": 64, "coils": 4, "accel": 6, "mask": "uniform", "center": None, "seed": 0}
 FASTMRI = {"mask": "uniform", "accel": 6, "center": None, "size": None, "maps": "auto", "split": (90, 10, 0), "seed": 0}
 FASTMRI_USAGE = "fastmri:DIR[?mask=uniform&accel=6&center=0.32/accel&size=N&maps=auto&split=90/10/0&seed=0]"
@@ -308,14 +309,14 @@ def load_slice(volume: Volume, index: int, opts: dict):
     import torch
     from fastmri.data.transforms import center_crop
 
-    from prunecli.mri.coils import estimate_smaps, file_maps
+    from prunecli.mri.coils import espirit_maps, estimate_smaps, file_maps
     from prunecli.mri.masks import acs_width
     from prunecli.mri.ops import coil_combine, forward
 
     try:
         with h5py.File(volume.path, "r") as f:
             kspace = torch.from_numpy(f["kspace"][index]).to(torch.complex64)
-            smaps = file_maps(f, index) if opts["maps"] != "acs" else None
+            smaps = file_maps(f, index) if opts["maps"] in ("auto", "file") else None
     except OSError as err:  # a damaged data chunk: the header read fine when the folder was scanned
         raise UserError(f"fastmri: cannot read slice {index} of {volume.path}: {str(err)[:160]}") from None
     if opts["maps"] == "file" and smaps is None:
@@ -323,7 +324,9 @@ def load_slice(volume: Volume, index: int, opts: dict):
     if smaps is not None and smaps.shape != kspace.shape:
         raise UserError(f"fastmri: {volume.path.name}: maps {tuple(smaps.shape)} ≠ kspace {tuple(kspace.shape)}")
     kspace = kspace / kspace.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
-    if smaps is None:
+    if opts["maps"] == "espirit":  # reads the fully sampled k-space, as the paper (spec §1.1)
+        smaps = espirit_maps(kspace)
+    elif smaps is None:
         smaps = estimate_smaps(kspace, max(4, acs_width(fixed_mask(opts, volume.width))))
     image = coil_combine(kspace, smaps)
     if opts["size"]:

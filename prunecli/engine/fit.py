@@ -85,6 +85,12 @@ def fit(
     """
     from prunecli.engine import augment
 
+    if next(model.parameters(), None) is None:  # a parameter-free model (the zero-filled MRI baseline)
+        if cfg.epochs:
+            raise UserError("this model has no parameters, so there is nothing to train; "
+                            "--epochs 0 writes its checkpoint")
+        save({})
+        return {}
     recon = dataset.task == "reconstruction"
     cfg = cfg.model_copy(update={"amp": resolve_amp(cfg.amp, device, dataset.task)})
     check_accum(cfg.batch_size, cfg.grad_accum)

@@ -125,6 +125,20 @@ class DEQ(nn.Module):
         return self.step(z, y, mask, smaps)
 
 
+# ---------------------------------------------------------------- zero-filled baseline
+
+
+class ZeroFilled(nn.Module):
+    """x̂ = Aᴴy = Σ_c conj(S_c)·F⁻¹(P y_c): the zero-filled reconstruction every MRI paper reports
+    as its baseline row. No parameters, so `evaluate` and `profile` give the baseline with the
+    same protocol as the nets; on fully sampled data (P = 1) it is exactly the ground truth
+    Σ conj(S_c)·F⁻¹k_c, and it equals the DEQ's starting point z₀."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, mask, smaps = unpack(x)
+        return to_channels(adjoint(y, smaps, mask))
+
+
 # ---------------------------------------------------------------- registry
 
 _DEQ = "DEQ (Anderson, JFB) with an EDSR prior"
@@ -188,3 +202,9 @@ def e2e_varnet_tiny(**kwargs) -> E2EVarNet:
     from prunecli.models.varnet import E2EVarNet
 
     return E2EVarNet(**kwargs)
+
+
+@register_model("zero-filled", family="mri", task="reconstruction", input_shape=FULL_SHAPE, protected=(),
+                description="zero-filled baseline Σ conj(S)·F⁻¹y: no parameters, nothing to train or prune")
+def zero_filled() -> ZeroFilled:
+    return ZeroFilled()

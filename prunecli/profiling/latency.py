@@ -1,9 +1,11 @@
 """Measured latency and peak memory of one forward pass, for a model at given batch sizes.
 
 Latency: after `warmup` untimed passes (lazy init, cuDNN autotuning, caches), `runs` passes
-are timed one by one with `time.perf_counter`, synchronising the GPU before and after each,
-under `torch.inference_mode`. We report the median (robust to the odd scheduler hiccup), the
-90th percentile (how bad the tail is) and throughput = batch / median.
+are timed one by one under `torch.inference_mode`: on CPU with `time.perf_counter`, on CUDA with
+a start and an end `torch.cuda.Event` on the stream (the GPU's own clock, as Park et al. time
+their nets, spec §1.6). We report the median (robust to the odd scheduler hiccup; the default)
+and the mean (`stat="mean"`, the paper's protocol: the mean of 30 DEQ / 100 other passes after 10
+warm-up), the 90th percentile (how bad the tail is) and throughput = batch / the chosen statistic.
 
 Peak memory is the memory a forward pass needs on top of the weights and the input:
 
@@ -37,36 +39,95 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[int(k)]
 
 
-def time_forward(model, x, device: str, warmup: int, runs: int) -> list[float]:
-    """Milliseconds of `runs` timed forward passes after `warmup` untimed ones."""
+# ---------------------------------------------------------------- timing protocol (issue 15 item 8):
+# the statistic (median | mean) and the clock (perf_counter on CPU, CUDA events on GPU)
+
+STATS = ("median", "mean")
+
+
+class WallTimer:
+    """`time.perf_counter` around one pass, the device synchronised before and after it."""
+
+    name = "perf_counter"
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __call__(self, run) -> float:
+        _sync(self.device)
+        start = time.perf_counter()
+        run()
+        _sync(self.device)
+        return (time.perf_counter() - start) * 1000.0
+
+
+class CudaEventTimer:
+    """Two `torch.cuda.Event(enable_timing=True)` recorded on the device's current stream around one
+    pass; `elapsed_time` after the end event completes. Earlier work is drained first, so the start
+    event marks this pass only. `cuda` is `torch.cuda` (a stand-in in CPU tests)."""
+
+    name = "cuda_event"
+
+    def __init__(self, device: str, cuda=None):
+        import torch
+
+        self.device, self.cuda = device, cuda if cuda is not None else torch.cuda
+
+    def __call__(self, run) -> float:
+        self.cuda.synchronize(self.device)
+        stream = self.cuda.current_stream(self.device)
+        start, end = self.cuda.Event(enable_timing=True), self.cuda.Event(enable_timing=True)
+        start.record(stream)
+        run()
+        end.record(stream)
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+
+def make_timer(device: str) -> WallTimer | CudaEventTimer:
+    """CUDA events on a CUDA device, the wall clock elsewhere."""
+    return CudaEventTimer(device) if device.startswith("cuda") else WallTimer(device)
+
+
+def summarize(times: list[float], batch: int, stat: str = "median") -> dict[str, Any]:
+    """One latency row: median, mean and p90 (ms) and throughput from the chosen `stat`."""
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+    ordered = sorted(times)
+    row = {"batch": int(batch), "median_ms": statistics.median(ordered), "p90_ms": _percentile(ordered, 90),
+           "mean_ms": statistics.fmean(ordered), "stat": stat}
+    chosen = row[f"{stat}_ms"]
+    row["images_per_s"] = batch / (chosen / 1000.0) if chosen > 0 else float("inf")
+    return row
+
+
+def time_forward(model, x, device: str, warmup: int, runs: int, timer=None) -> list[float]:
+    """Milliseconds of `runs` timed forward passes after `warmup` untimed ones (`timer`: by device)."""
     import torch
 
+    timer = timer if timer is not None else make_timer(device)
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
         _sync(device)
         for _ in range(runs):
-            _sync(device)
-            start = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1000.0)
+            times.append(timer(lambda: model(x)))
     return times
 
 
 def measure_latency(model, input_shape, batch_sizes, device: str = "cpu", warmup: int = 5,
-                    runs: int = 20) -> list[dict[str, Any]]:
-    """`[{batch, median_ms, p90_ms, images_per_s}]`, one row per batch size, inputs random normal."""
-    return measure_latency_many([model], [input_shape], batch_sizes, device, warmup, runs)[0]
+                    runs: int = 20, stat: str = "median") -> list[dict[str, Any]]:
+    """`[{batch, median_ms, p90_ms, mean_ms, stat, images_per_s}]`, one row per batch size, random inputs."""
+    return measure_latency_many([model], [input_shape], batch_sizes, device, warmup, runs, stat=stat)[0]
 
 
 def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu", warmup: int = 5,
-                         runs: int = 20, inputs=None) -> list[list[dict[str, Any]]]:
+                         runs: int = 20, inputs=None, stat: str = "median") -> list[list[dict[str, Any]]]:
     """Latency rows for several models, their timed runs interleaved (A, B, A, B, …).
 
     On a shared, noisy machine a burst of load then hits every model alike, so the ratio of
-    two medians (the speedup `profile --compare` reports) stays honest. `inputs` (a tensor of
+    two medians or means (the speedup `profile --compare` reports) stays honest. `inputs` (a tensor of
     real samples, e.g. MRI slices) replaces the random inputs: an iterative solver's run time
     depends on what it solves.
     """
@@ -89,10 +150,7 @@ def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu",
                 for i, (model, x) in enumerate(zip(models, xs)):
                     times[i].extend(time_forward(model, x, device, 0, 1))
             for i, t in enumerate(times):
-                t.sort()
-                median = statistics.median(t)
-                rows[i].append({"batch": int(batch), "median_ms": median, "p90_ms": _percentile(t, 90),
-                                "images_per_s": batch / (median / 1000.0) if median > 0 else float("inf")})
+                rows[i].append(summarize(t, batch, stat))
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows

@@ -49,7 +49,7 @@ def device_name(device: str) -> str:
 
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
                  per_layer: bool, data: str | None = None, tol: float | None = None,
-                 own_tol: bool = False) -> list[dict[str, Any]]:
+                 own_tol: bool = False, stat: str = "median") -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.console import err
@@ -61,11 +61,12 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
     loaded = [ckpt.load(src) for src in srcs]
     shapes = [list(item.header.input_shape) for item in loaded]
     err.print(f"timing {' and '.join(srcs)} on {device}: batch sizes {batch_sizes}, "
-              f"{warmup} warm-up + {runs} timed runs{' (interleaved)' if len(srcs) > 1 else ''}")
+              f"{warmup} warm-up + {runs} timed runs{' (interleaved)' if len(srcs) > 1 else ''}, "
+              f"{stat} by {timing_protocol(device, stat)['timer']}")
     solver_tol = same_tolerance([item.model for item in loaded], tol, own_tol)
     inputs = data_inputs(data, loaded[0].header, max(batch_sizes)) if data else None
     latencies = measure_latency_many([item.model for item in loaded], shapes, batch_sizes, device, warmup, runs,
-                                     inputs=inputs)
+                                     inputs=inputs, stat=stat)
     results = []
     for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
         counted = count(item.model, shape)
@@ -150,7 +151,8 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     doc = flops_sidecar(count(fresh, loaded.header.input_shape), counted, loaded.header.input_shape,
                         Path(src).name)
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
+                "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory,
+                **timing_protocol(device, latency[0].get("stat", "median"))}
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     from prunecli.errors import UserError
 
@@ -166,20 +168,21 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
 
 def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """OTHER / CKPT: how many times more MACs and params OTHER has, and how much faster CKPT is."""
-    other_ms = {row["batch"]: row["median_ms"] for row in other["latency"]}
+    other_ms = {row["batch"]: stat_ms(row) for row in other["latency"]}
     return {
         "macs": other["macs"] / max(1, base["macs"]),
         "params": other["params"] / max(1, base["params"]),
-        "speedup": {str(row["batch"]): other_ms[row["batch"]] / row["median_ms"] if row["median_ms"] else None
+        "speedup": {str(row["batch"]): other_ms[row["batch"]] / stat_ms(row) if stat_ms(row) else None
                     for row in base["latency"]},
     }
 
 
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
                         warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
-                        tol: float | None = None, own_tol: bool = False) -> dict[str, Any]:
+                        tol: float | None = None, own_tol: bool = False, stat: str = "median") -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
+    check_stat(stat)
     import torch
 
     from prunecli.utils.runtime import resolve_device
@@ -188,10 +191,10 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     if threads is not None:
         torch.set_num_threads(threads)
     results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer, data, tol, own_tol)
+                           per_layer, data, tol, own_tol, stat)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
-                          "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}
+                          "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat)}
     if compare is not None:
         other = results[1]
         result["compare"] = other
@@ -206,6 +209,8 @@ def render(result: dict[str, Any]):
     from prunecli.console import human, table
 
     other, r = result.get("compare"), result.get("ratios")
+    s = result["settings"]
+    stat = s.get("stat", "median")
     names = [Path(result["checkpoint"]).name] + ([Path(other["checkpoint"]).name] if other else [])
     models = [result] + ([other] if other else [])
 
@@ -226,7 +231,7 @@ def render(result: dict[str, Any]):
     for i, batch in enumerate(result["settings"]["batch_sizes"]):
         speedup = r["speedup"][str(batch)] if r else None
         rows += [
-            row(f"latency b={batch} (ms, median)", [m["latency"][i]["median_ms"] for m in models],
+            row(f"latency b={batch} (ms, {stat})", [stat_ms(m["latency"][i]) for m in models],
                 f"{speedup:.2f}x" if speedup else ""),
             row("  p90 (ms)", [m["latency"][i]["p90_ms"] for m in models]),
             row("  images/s", [m["latency"][i]["images_per_s"] for m in models]),
@@ -235,13 +240,35 @@ def render(result: dict[str, Any]):
     if any("solver" in m for m in models):
         rows.append(row("solver iterations (tol)", [f"{m['solver']['iterations']} ({m['solver']['tol']:.0e})"
                                                     if "solver" in m else "" for m in models]))
-    s = result["settings"]
-    title = f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, median of {s['runs']} runs)"
+    title = (f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, {stat} of {s['runs']} runs"
+             f" by {s.get('timer', 'perf_counter')})")
     parts = [table(title, ["", *names, *(["other / this"] if r else [])], rows)]  # latency ratio = speedup
     parts += [f"[yellow]note ({Path(m['checkpoint']).name}): {m['note']}[/]" for m in models if "note" in m]
     if "layers" in result:
         parts.append(_layer_table(result, other))
     return Group(*parts)
+
+
+# ---------------------------------------------------------------- timing protocol (issue 15 item 8)
+
+
+def check_stat(stat: str) -> None:
+    from prunecli.profiling.latency import STATS
+
+    if stat not in STATS:
+        raise UserError(f"--stat must be one of {', '.join(STATS)}, got {stat!r}")
+
+
+def timing_protocol(device: str, stat: str) -> dict[str, str]:
+    """The keys saying how latency was measured: the statistic and the clock (`perf_counter`, `cuda_event`)."""
+    from prunecli.profiling.latency import make_timer
+
+    return {"stat": stat, "timer": make_timer(device).name}
+
+
+def stat_ms(row: dict[str, Any]) -> float:
+    """A latency row's chosen statistic in ms (rows from before `--stat` hold only the median)."""
+    return row[f"{row.get('stat', 'median')}_ms"]
 
 
 def _layer_table(result: dict[str, Any], other: dict[str, Any] | None):

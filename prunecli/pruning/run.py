@@ -117,10 +117,17 @@ def _criterion(method, importance: str | None):
     return inner
 
 
+def nothing_to_prune(loaded) -> None:
+    """A parameter-free model (the zero-filled MRI baseline) has no channel or weight to remove."""
+    if next(loaded.model.parameters(), None) is None:
+        raise UserError(f"{loaded.header.model.name} has no parameters: there is nothing to prune")
+
+
 def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: str | None, calib_batches: int,
               batch_size: int, options: dict) -> dict:
     method = get_method(method_name, kind="structured")
     loaded = ckpt.load(src)
+    nothing_to_prune(loaded)
     model, header = loaded.model, loaded.header
     shape = header.input_shape
     calibration = None
@@ -199,6 +206,7 @@ def run_unstructured(src: str, out: str, method_name: str, plan, *, data: str | 
 
     method = get_method(method_name)
     loaded = ckpt.load(src)
+    nothing_to_prune(loaded)
     model, header = loaded.model, loaded.header
     needs_data = any(epochs_per_step(plan, len(plan_steps(model, plan))))
     if needs_data and not data:

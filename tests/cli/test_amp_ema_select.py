@@ -151,15 +151,21 @@ def test_compile_trains_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_profile_synchronises_cuda_around_every_timed_forward(monkeypatch):
-    """On CUDA, kernels run asynchronously: each timed forward must sit between two synchronize()."""
+    """On CUDA, kernels run asynchronously: each timed forward sits between a synchronize() and CUDA
+    events recorded on the stream, read once the end event completed (the wall-clock timer's
+    synchronisation: tests/unit/test_latency_stat.py)."""
     from prunecli.profiling import latency
+    from tests.unit.test_latency_stat import FakeCuda
 
     events = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    fake = FakeCuda(events)
+    for name in ("synchronize", "Event", "current_stream"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
     model = torch.nn.Linear(4, 2)
     model.register_forward_hook(lambda *a: events.append("forward"))
-    latency.time_forward(model, torch.randn(3, 4), "cuda:0", warmup=1, runs=2)
-    assert events == ["forward", "sync", "sync", "forward", "sync", "sync", "forward", "sync"]
+    times = latency.time_forward(model, torch.randn(3, 4), "cuda:0", warmup=1, runs=2)
+    timed = ["sync", "record 0", "forward", "record 1", "wait 1", "elapsed"]
+    assert events == ["forward", "sync", *timed, *timed] and times == [FakeCuda.MS, FakeCuda.MS]
 
 
 def test_unstructured_finetuning_takes_amp_and_grad_accum(tiny_ckpt, tmp_path):

@@ -279,6 +279,12 @@ CASES |= {  # MBDL protocol (issue 15 items 1, 2, 4, 7): test split, --adapt-on,
     "train tol varnet": (["train", "--model", "varnet-tiny", "--data", "phantom:n=2,val=1,size=16", "--tol", "1e-3",
                           "--epochs", "1", "-b", "2", "--device", "cpu", *OUT], "has no solver"),
 }
+CASES |= {  # MRI ops (issue 15 items 5, 6, 8): ESPIRiT maps, the parameter-free zero-filled model, profile --stat
+    "train zero-filled epochs": (["train", "--model", "zero-filled", "--data", "phantom:n=2,val=2,size=16",
+                                  "--epochs", "1", "-o", "{tmp}/o.safetensors"], "no parameters"),
+    "profile bad stat": (["profile", "{ckpt}", "--stat", "mode"], "--stat"),
+    "fastmri: bad maps": ([*MRI, "--data", "fastmri:{d[fm_one]}?maps=sense"], "maps must be one of auto, acs, file, espirit"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
