@@ -191,3 +191,44 @@ def test_stale_sidecar_is_ignored_with_a_warning(runs, tmp_path, capsys):
     row = json.loads(out)["rows"][0]
     assert code == 0 and "stale" in err and row["acc"]["mean"] == NUMBERS["l1"][0][2]  # the header's val top-1
     assert row["acc_source"] == "header val"
+
+
+def _scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_scalars_per_epoch(tmp_path):
+    from prunecli.io.checkpoint import read_file_header
+
+    out, logdir = tmp_path / "s.safetensors", tmp_path / "tb"
+    r = run_cli("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "2", "-b", "48", "--device", "cpu",
+                "--optimizer", "proxsgd", "--mu", "0.05", "--lr", "0.01", "--tensorboard", logdir, "-o", out)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    scalars = _scalars(logdir)
+    assert {"train/loss", "val/top1", "val/top5", "val/loss", "lr", "speed/images_per_s",
+            "sparsity/zero_groups"} <= set(scalars)
+    metrics = read_file_header(out).metrics
+    assert [s for s, _ in scalars["val/top1"]] == [1, 2]
+    assert scalars["val/top1"][-1][1] == pytest.approx(metrics["last_val_top1"], rel=1e-6)
+    assert max(v for _, v in scalars["val/top1"]) == pytest.approx(metrics["best_val_top1"], rel=1e-6)
+    assert scalars["train/loss"][-1][1] == pytest.approx(metrics["train_loss"], rel=1e-6)
+    assert scalars["sparsity/zero_groups"][-1][1] == pytest.approx(metrics["zero_groups"], rel=1e-6)
+    assert scalars["lr"][0][1] < 0.01 + 1e-9  # cosine: at most the initial lr after the first epoch
+
+
+def test_tensorboard_without_the_package_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tests.conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
+    capsys.readouterr()
+    code = run_main("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "1", "--device", "cpu",
+                    "--tensorboard", tmp_path / "tb", "-o", tmp_path / "o.safetensors")
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install -e .[tensorboard]" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.safetensors").exists()
