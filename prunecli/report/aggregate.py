@@ -18,7 +18,8 @@ from typing import Any
 from prunecli.report.collect import TRAINING, Run
 
 RECON_METRICS = ("psnr", "ssim")
-NUMBERS = ("acc", "best", "last", "macs", "params", "latency_ms", "sparsity")
+NUMBERS = ("acc", "acc2", "best", "last", "macs", "params", "latency_ms", "sparsity")
+SECOND = {"psnr": "ssim"}  # reconstruction: PSNR and SSIM side by side (acc2)
 
 
 @dataclass
@@ -71,13 +72,19 @@ def metric_of(run: Run, wanted: str | None = None) -> str:
 def per_run(run: Run, metric: str, batch: int | None) -> dict[str, Any]:
     """The numbers of one checkpoint (None where nothing measured them)."""
     m, ev = run.header.metrics, run.side.get("eval")
-    acc = ev.get(metric) if ev and isinstance(ev.get(metric), int | float) else m.get(f"val_{metric}")
+
+    def value(key: str | None) -> float | None:
+        if key is None:
+            return None
+        return ev.get(key) if ev and isinstance(ev.get(key), int | float) else m.get(f"val_{key}")
+
+    acc, acc2 = value(metric), value(SECOND.get(metric))
     flops, prof = run.side.get("flops") or {}, run.side.get("profile") or {}
     counts = flops.get("after") or prof
     latency, device = latency_at(run, batch)
     masks = run.side.get("masks") or {}
     sparsity = masks.get("sparsity") if masks.get("sparsity") is not None else m.get("sparsity", m.get("zero_groups"))
-    return {"seed": run.seed, "acc": acc, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
+    return {"seed": run.seed, "acc": acc, "acc2": acc2, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
             "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency, "device": device,
             "sparsity": sparsity, "split": ev.get("split") if ev else None}
 

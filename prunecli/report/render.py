@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from prunecli.console import human
-from prunecli.report.aggregate import Row, Stat
+from prunecli.report.aggregate import SECOND, Row, Stat
 from prunecli.report.paper import PaperRow, PaperTable
 
 NONE = "—"
@@ -42,8 +42,9 @@ def protocol(rows: list[Row], paper: PaperTable | None) -> str:
     batch = rows[0].facts.get("batch")
     devices = sorted({r.facts["device"] for r in rows if r.facts.get("device")})
     text = (f"{metric}: {'; '.join(sources)}, weights of the kept epoch (--select {', '.join(selects) or 'last'}); "
-            f"best / last: the training run's val {metric} at its best / last epoch (checkpoint header); "
-            f"mean ± sample std over n = {', '.join(map(str, ns))} seed(s); MACs per sample (not FLOPs); "
+            + (f"best / last: the training run's val {metric} at its best / last epoch (checkpoint header); "
+               if metric not in SECOND else f"{SECOND[metric]} beside it, same source; ")
+            + f"mean ± sample std over n = {', '.join(map(str, ns))} seed(s); MACs per sample (not FLOPs); "
             + (f"latency: median ms at batch {batch} on {', '.join(devices)}" if batch and devices
                else "latency: not measured (no .profile.json)"))
     if paper:
@@ -67,7 +68,8 @@ def _num(v: float | None, kind: str) -> str:
 def columns(metric: str, paper: PaperTable | None) -> list[str]:
     """Ours, each with the paper's number right after it when a paper is given."""
     pair = (lambda c: [c, f"paper {c}"]) if paper else (lambda c: [c])
-    return ["setting", "method", "n", *pair(metric), f"best {metric}", f"last {metric}", *pair("MACs"),
+    second = [SECOND[metric]] if metric in SECOND else []
+    return ["setting", "method", "n", *pair(metric), *second, f"best {metric}", f"last {metric}", *pair("MACs"),
             *pair("params"), *pair("latency ms"), "sparsity", "lineage"]
 
 
@@ -76,6 +78,7 @@ def cells(row: Row | None, p: PaperRow | None, metric: str, paper: PaperTable | 
         n, s = len(row.runs), row.stats
         name = row.setting if row.final else f"{row.setting}/{'|'.join(row.stems)}"
         ours = {"setting": name, "method": row.method, "n": str(n), metric: stat(s["acc"], n),
+                SECOND.get(metric, ""): stat(s["acc2"], n, "frac"),
                 f"best {metric}": stat(s["best"], n), f"last {metric}": stat(s["last"], n),
                 "MACs": stat(s["macs"], n, "count"), "params": stat(s["params"], n, "count"),
                 "latency ms": stat(s["latency_ms"], n, "ms"), "sparsity": stat(s["sparsity"], n, "frac"),

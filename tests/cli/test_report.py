@@ -232,3 +232,58 @@ def test_tensorboard_without_the_package_is_one_line(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert code == 2 and "pip install -e .[tensorboard]" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_measure_fills_missing_sidecars_once(tmp_path, tiny_ckpt, capsys):
+    import shutil
+
+    folder = tmp_path / "runs" / "base" / "seed0"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_ckpt, folder / "base.safetensors")
+    code, out, _ = _report(capsys, tmp_path / "runs", "--json")
+    assert code == 0 and json.loads(out)["rows"][0]["latency_ms"]["n"] == 0  # nothing run without --measure
+    assert not (folder / "base.eval.json").exists()
+    code, out, err = _report(capsys, tmp_path / "runs", "--json", "--measure", "--device", "cpu",
+                             "--batch-sizes", "2")
+    assert code == 0, err
+    ev = json.loads((folder / "base.eval.json").read_text())
+    prof = json.loads((folder / "base.profile.json").read_text())
+    row = json.loads(out)["rows"][0]
+    assert ev["split"] == "test" and ev["data"] == SYNTH  # the checkpoint's recorded data, its test split
+    assert row["acc"]["mean"] == ev["top1"] and row["acc_source"] == "evaluate (test)"
+    assert row["latency_ms"]["mean"] == prof["latency"][0]["median_ms"] and row["batch"] == 2
+    stamp = (folder / "base.eval.json").stat().st_mtime_ns
+    assert _report(capsys, tmp_path / "runs", "--measure", "--device", "cpu")[0] == 0
+    assert (folder / "base.eval.json").stat().st_mtime_ns == stamp  # measured once, then read
+
+
+def test_report_reads_headers_only(runs):
+    """No model is built: neither torch nor matplotlib is imported for a table (fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom prunecli.cli.app import main\n"
+            f"sys.argv = ['prunecli', 'report', {str(runs)!r}, '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'safetensors') if m in sys.modules), file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "[]" and json.loads(r.stdout)["rows"]
+
+
+def test_reconstruction_rows_are_psnr_and_ssim(tmp_path, capsys):
+    import shutil
+
+    base = untrained("deq-edsr-tiny", tmp_path / "m.safetensors", "phantom:n=2,val=2,size=16")
+    for seed, (psnr, ssim) in {0: (30.0, 0.80), 1: (31.0, 0.84)}.items():
+        folder = tmp_path / "runs" / "deq" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        shutil.copy(base, folder / "m.safetensors")
+        (folder / "m.eval.json").write_text(json.dumps({"split": "test", "psnr": psnr, "ssim": ssim, "nmse": 0.1}))
+    code, out, _ = _report(capsys, tmp_path / "runs", "--json")
+    row = json.loads(out)["rows"][0]
+    assert code == 0 and row["metric"] == "psnr" and row["n"] == 2
+    assert row["acc"]["mean"] == pytest.approx(30.5) and row["acc"]["std"] == pytest.approx(math.sqrt(0.5))
+    assert row["acc2"]["mean"] == pytest.approx(0.82) and row["acc2"]["std"] == pytest.approx(math.sqrt(0.0008))
+    md = tmp_path / "r.md"
+    assert _report(capsys, tmp_path / "runs", "--md", md)[0] == 0
+    assert "| setting | method | n | psnr | ssim |" in md.read_text() and "| 30.50 ± 0.71 | 0.820 ± 0.028 |" in md.read_text()
