@@ -151,6 +151,13 @@ def test_md_html_plot_with_paper(runs, tmp_path, capsys):
         assert f"<td>{setting}</td><td>{method}</td>" in page
     assert "http" not in page.replace("Someone", "")  # nothing fetched: works offline
     assert "│ l1" in out  # the rich table on stdout
+    for ckpt in runs.rglob("ft.safetensors"):  # the per-run table: every checkpoint behind the means
+        assert f"<td>{ckpt}</td>" in page
+    # one level up the settings are runs/l1, ...: the paper's `l1` matches by its last folders
+    code, out, _ = _report(capsys, runs.parent, "--paper", paper, "--json")
+    matches = {m["ours"]: m["paper"] for m in json.loads(out)["matches"]}
+    assert code == 0 and matches["runs/l1/ft"] == "l1" and matches["runs/base/base"] == "base"
+    assert matches["runs/random/ft"] is None and matches[None] == "taylor"
 
 
 def test_bad_paper_is_one_error_line(runs, tmp_path, capsys):
@@ -287,3 +294,22 @@ def test_reconstruction_rows_are_psnr_and_ssim(tmp_path, capsys):
     md = tmp_path / "r.md"
     assert _report(capsys, tmp_path / "runs", "--md", md)[0] == 0
     assert "| setting | method | n | psnr | ssim |" in md.read_text() and "| 30.50 ± 0.71 | 0.820 ± 0.028 |" in md.read_text()
+
+
+def test_runs_differing_in_more_than_the_seed_are_not_averaged(runs, tmp_path, capsys):
+    import shutil
+
+    from prunecli.io import checkpoint as ckpt
+
+    for seed in (0, 1):
+        shutil.copytree(runs / "l1" / f"seed{seed}", tmp_path / "l1" / f"seed{seed}")
+    (tmp_path / "l1" / "seed1" / "broken.safetensors").unlink()
+    path = tmp_path / "l1" / "seed1" / "ft.safetensors"
+    loaded = ckpt.load(path)
+    lineage = [e.model_copy(update={"options": {**e.options, "epochs": 9}}) if e.command == "finetune" else e
+               for e in loaded.header.lineage]
+    ckpt.save(loaded.model, path, loaded.header.model_copy(update={"lineage": lineage}))
+    code, out, err = _report(capsys, tmp_path, "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and [r["n"] for r in rows] == [1, 1]
+    assert "l1/ft: runs differ in more than the seed (finetune --epochs): not averaged" in err
