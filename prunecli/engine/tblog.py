@@ -28,9 +28,10 @@ def writing(logdir: str | None):
     global _writer
     from prunecli.engine.dist import is_main
 
-    if logdir is None or not is_main():
+    if logdir is None:
         yield
         return
+    # checked on every rank, so under torchrun all stop at once rather than rank 0 alone
     if Path(logdir).exists() and not Path(logdir).is_dir():
         raise UserError(f"--tensorboard {logdir} is a file; give a folder (TensorBoard's log dir)")
     try:
@@ -38,6 +39,9 @@ def writing(logdir: str | None):
     except ImportError:
         # `\\[`: the error line is rich markup, which would take `[tensorboard]` for a style tag
         raise UserError("--tensorboard needs the tensorboard package: pip install -e .\\[tensorboard]") from None
+    if not is_main():
+        yield
+        return
     _writer = SummaryWriter(log_dir=logdir)
     try:
         yield

@@ -313,3 +313,17 @@ def test_runs_differing_in_more_than_the_seed_are_not_averaged(runs, tmp_path, c
     rows = json.loads(out)["rows"]
     assert code == 0 and [r["n"] for r in rows] == [1, 1]
     assert "l1/ft: runs differ in more than the seed (finetune --epochs): not averaged" in err
+
+
+def test_tensorboard_writes_on_rank_0_only(tmp_path, monkeypatch):
+    from prunecli.engine import tblog
+
+    monkeypatch.setenv("RANK", "1")
+    with tblog.writing(str(tmp_path / "tb1")):
+        tblog.log_epoch({"epoch": 1, "train_loss": 1.0, "val_top1": 50.0}, 0.1)
+    assert not (tmp_path / "tb1").exists()
+    monkeypatch.setenv("RANK", "0")
+    with tblog.writing(str(tmp_path / "tb0")):
+        tblog.log_epoch({"epoch": 1, "train_loss": 1.0, "val_top1": 50.0, "zero_groups": 0.25}, 0.1)
+    assert _scalars(tmp_path / "tb0") == {"train/loss": [(1, 1.0)], "val/top1": [(1, 50.0)], "lr": [(1, pytest.approx(0.1))],
+                                          "sparsity/zero_groups": [(1, 0.25)]}
