@@ -95,6 +95,6 @@ def _axes(rows, wanted: list[str], drawing) -> list[str]:
         for axis in wanted:
             if axis not in keep:
                 warn(f"no run has both accuracy and {axis} "
-                     f"({'<stem>.profile.json from `profile -o`' if axis == 'latency' else '.flops.json'}): "
+                     f"({'<stem>.profile.json from `profile -o`' if axis == 'latency' else '.flops.json or .profile.json'}): "
                      f"the {axis} plot is left out")
     return keep
