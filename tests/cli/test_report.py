@@ -343,3 +343,14 @@ def test_foreign_sidecar_contents_cost_their_numbers_not_the_report(runs, tmp_pa
     assert code == 0 and "Traceback" not in err and "ft.eval.json: ignored, not a JSON object" in err
     assert row["macs"]["n"] == row["latency_ms"]["n"] == row["sparsity"]["n"] == 0
     assert row["acc"]["mean"] == NUMBERS["l1"][0][2]  # the header's val top-1 instead
+
+
+@pytest.mark.slow  # ~15 s: one 2-process torchrun job
+def test_tensorboard_under_torchrun_one_writer(tmp_path):
+    from tests.cli.test_ddp import torchrun
+
+    res = torchrun("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "2", "-b", "16", "--device", "cpu",
+                   "--tensorboard", tmp_path / "tb", "-o", tmp_path / "o.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+    assert [s for s, _ in _scalars(tmp_path / "tb")["val/top1"]] == [1, 2]
