@@ -95,3 +95,6 @@ Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of
 Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way", rich_help_panel=SCHEDULE, **choice("--select", "last", "best", "val_dc"))]
 # MBDL protocol (issue 15): the DEQ solver tolerance to train at (train, finetune)
 Tol = Annotated[float | None, typer.Option("--tol", help="fixed-point models (DEQ): the solver tolerance to train and validate at, recorded in the lineage and saved as the model's tol (evaluate then runs at it; profile still times compared models at one tolerance unless --own-tol). The MBDL paper fine-tunes pruned DEQs at 4e-3, self-supervised at 1e-4 (the baseline's). Default: the model's own", rich_help_panel=OPTIM)]
+
+# issue 17 (report): TensorBoard scalars per epoch (train, finetune; prunecli/engine/tblog.py)
+TensorBoard = Annotated[str | None, typer.Option("--tensorboard", help="also write per-epoch scalars (loss, val metrics, lr, sparsity / zero groups) for TensorBoard to this folder (needs `pip install -e .[tensorboard]`; rank 0 under torchrun)", rich_help_panel=SCHEDULE)]

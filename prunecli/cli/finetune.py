@@ -59,6 +59,7 @@ def finetune(
     # MBDL protocol (issue 15)
     tol: O.Tol = None,
     adapt_on: Annotated[str, typer.Option(help="reconstruction: the split whose measurements are fine-tuned on: train, or test (test-time adaptation as the MBDL paper's school and self-supervised modes; only for the strategies that never read the ground truth: distill, selfsup, testdc+distill; the epoch is still selected on val)", rich_help_panel=O.DISTILL, **O.choice("--adapt-on", "train", "test"))] = "train",
+    tensorboard: O.TensorBoard = None,  # issue 17 (report)
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -105,8 +106,11 @@ def finetune(
         sync_bn=sync_bn, repeated_aug=repeated_aug,
         amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema, tol=tol, adapt_on=adapt_on,
     )
-    metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
-                           options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))
+    from prunecli.engine import tblog
+
+    with tblog.writing(tensorboard):  # --tensorboard (issue 17)
+        metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
+                               options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))
     if output != "-":
         print_result({"output": output, **metrics}, json, lambda: table(
             f"fine-tuned → {output}", ["metric", "value"], [[k, v] for k, v in metrics.items()]))
