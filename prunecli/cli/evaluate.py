@@ -65,6 +65,8 @@ def evaluate(
                           amp=amp, channels_last=channels_last)
     if output is not None:  # issue 17 (report): the sidecar
         write_result(output, result)
-    print_result(result, json, lambda: table(
-        f"{result['model']} on {data} ({split})", ["top-1 %", "top-5 %", "loss", "samples"],
-        [[result["top1"], result["top5"], result["loss"], result["samples"]]]))
+    cols = (("top1", "top-1 %"), ("top5", "top-5 %"), ("loss", "loss"), ("samples", "samples")) \
+        if "top1" in result else (("psnr", "PSNR dB"), ("ssim", "SSIM"), ("nmse", "NMSE"), ("dc", "‖Ax̂−y‖₁/‖y‖₁"),
+                                  ("samples", "samples"))  # a reconstruction model
+    print_result(result, json, lambda: table(f"{result['model']} on {data} ({split})", [c for _, c in cols],
+                                             [[result.get(k) for k, _ in cols]]))

@@ -4,8 +4,9 @@ Per run the numbers come from (first found): accuracy — `<stem>.eval.json` (th
 weights on the split it names), else the header's `val_<metric>` (the kept epoch on the
 validation split); best / last epoch — the header's `best_val_top1` / `last_val_top1` (every
 classification run records both, whatever `--select` kept); MACs / params — `.flops.json`
-`after`, else `.profile.json`; latency — `.profile.json` (else `.flops.json` `latency`), median
-ms at one batch size; sparsity — `.masks.json` `sparsity`, else the header's `sparsity` /
+`after`, else `.profile.json`; latency — `.profile.json` (else `.flops.json` `latency`) at one
+batch size, in the statistic `profile --stat` chose (median unless asked); speed-up — a
+`profile --compare BASE` sidecar's time ratio BASE / this at that batch; sparsity — `.masks.json` `sparsity`, else the header's `sparsity` /
 `zero_groups` metrics.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from prunecli.report.collect import TRAINING, Run
 
 RECON_METRICS = ("psnr", "ssim")
-NUMBERS = ("acc", "acc2", "best", "last", "macs", "params", "latency_ms", "sparsity")
+NUMBERS = ("acc", "acc2", "best", "last", "macs", "params", "latency_ms", "speedup", "sparsity")
 SECOND = {"psnr": "ssim"}  # reconstruction: PSNR and SSIM side by side (acc2)
 
 
@@ -85,10 +86,13 @@ def per_run(run: Run, metric: str, batch: int | None) -> dict[str, Any]:
     latency, device = latency_at(run, batch)
     masks = run.side.get("masks") or {}
     sparsity = masks.get("sparsity") if masks.get("sparsity") is not None else m.get("sparsity", m.get("zero_groups"))
+    ratios = prof.get("ratios") if isinstance(prof.get("ratios"), dict) else {}
+    speedups = ratios.get("speedup") if isinstance(ratios.get("speedup"), dict) else {}
     numbers = {"acc": acc, "acc2": acc2, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
-               "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency, "sparsity": sparsity}
+               "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency,
+               "speedup": speedups.get(str(batch)), "sparsity": sparsity}
     return {"seed": run.seed, **{k: _number(v) for k, v in numbers.items()}, "device": device,
-            "split": ev.get("split") if ev else None}
+            "stat": latency_stat(run) if latency is not None else None, "split": ev.get("split") if ev else None}
 
 
 def _number(value: Any) -> float | int | None:
@@ -109,13 +113,22 @@ def latencies(run: Run) -> tuple[dict[int, float], str | None]:
 
 
 def _by_batch(items: list) -> dict[int, float]:
-    """{batch: median ms} of the well-formed entries (a hand-edited or foreign sidecar costs its
-    numbers, not the report)."""
+    """{batch: ms} of the well-formed entries, in the statistic each was measured in (`stat`:
+    median unless `profile --stat mean`); a hand-edited or foreign sidecar costs its numbers,
+    not the report."""
     out = {}
     for x in items:
-        if isinstance(x, dict) and isinstance(x.get("batch"), int) and isinstance(x.get("median_ms"), int | float):
-            out[x["batch"]] = float(x["median_ms"])
+        ms = x.get(f"{x.get('stat', 'median')}_ms", x.get("median_ms")) if isinstance(x, dict) else None
+        if isinstance(x.get("batch") if isinstance(x, dict) else None, int) and isinstance(ms, int | float):
+            out[x["batch"]] = float(ms)
     return out
+
+
+def latency_stat(run: Run) -> str:
+    """The statistic of a run's latency: `profile --stat` (median, the default, or mean)."""
+    prof = run.side.get("profile") or {}
+    settings = prof.get("settings") if isinstance(prof.get("settings"), dict) else {}
+    return str(settings.get("stat") or "median")
 
 
 def latency_at(run: Run, batch: int | None) -> tuple[float | None, str | None]:
@@ -145,6 +158,9 @@ def chain(run: Run) -> str:
             what = [f"{o.get('epochs', '?')} ep", f"lr {o.get('lr', '?')}"]
             what += [f"select {o['select']}"] if o.get("select") not in (None, "last") else []
             what += ["KD"] if o.get("teacher") else []
+            what += [f"strategy {o['strategy']}"] if o.get("strategy") not in (None, "supervised") else []
+            what += [f"adapt-on {o['adapt_on']}"] if o.get("adapt_on") not in (None, "train") else []
+            what += [f"tol {o['tol']:g}"] if isinstance(o.get("tol"), int | float) else []
             name = f"train {o['model']}" if e.command == "train" and o.get("model") else e.command
             steps.append(f"{name} ({', '.join(what)})")
         else:
@@ -205,6 +221,7 @@ def _facts(members: list[Run], numbers: list[dict], metric: str, batch: int | No
               "header val for the rest")
     selects = sorted({str(r.trained.get("select", "last")) for r in members if r.trained})
     devices = sorted({x["device"] for x in numbers if x["device"] and x["latency_ms"] is not None})
-    return {"metric": metric, "acc_source": source, "select": ", ".join(selects) or None,
+    stats = sorted({x["stat"] for x in numbers if x["stat"]})
+    return {"stat": ", ".join(stats) or None, "metric": metric, "acc_source": source, "select": ", ".join(selects) or None,
             "task": members[0].header.task, "model": members[0].header.model.name,
             "batch": batch, "device": ", ".join(devices) or None}

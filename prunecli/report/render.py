@@ -46,12 +46,15 @@ def protocol(rows: list[Row], paper: PaperTable | None) -> str:
     ns = sorted({len(r.runs) for r in rows})
     batch = rows[0].facts.get("batch")
     devices = sorted({r.facts["device"] for r in rows if r.facts.get("device")})
+    stats = sorted({r.facts["stat"] for r in rows if r.facts.get("stat")})
     text = (f"{metric}: {'; '.join(sources)}, weights of the kept epoch (--select {', '.join(selects) or 'last'}); "
             + (f"best / last: the training run's val {metric} at its best / last epoch (checkpoint header); "
                if metric not in SECOND else f"{SECOND[metric]} beside it, same source; ")
             + f"mean ± sample std over n = {', '.join(map(str, ns))} seed(s); MACs per sample (not FLOPs); "
-            + (f"latency: median ms at batch {batch} on {', '.join(devices)}" if batch and devices
-               else "latency: not measured (no .profile.json)"))
+            + (f"latency: {', '.join(stats) or 'median'} ms at batch {batch} on {', '.join(devices)}" if batch and devices
+               else "latency: not measured (no .profile.json)")
+            + ("; speed-up: time ratio of the compared model (profile --compare) to this one, same batch and "
+               "statistic" if _speedups(rows) else ""))
     if paper:
         text += f". Paper: {paper.source}, {paper.section}" + (f" ({paper.data})" if paper.data else "")
     return text
@@ -60,7 +63,8 @@ def protocol(rows: list[Row], paper: PaperTable | None) -> str:
 def stat(s: Stat, n: int, kind: str = "acc") -> str:
     if s.mean is None:
         return NONE
-    fmt = {"acc": lambda v: f"{v:.2f}", "count": human, "ms": lambda v: f"{v:.3g}", "frac": lambda v: f"{v:.3f}"}[kind]
+    fmt = {"acc": lambda v: f"{v:.2f}", "count": human, "ms": lambda v: f"{v:.3g}", "frac": lambda v: f"{v:.3f}",
+           "ratio": lambda v: f"{v:.2f}×"}[kind]
     spread = s.std is not None and (s.std > 0 or kind == "acc")  # equal counts over seeds: no "± 0"
     text = fmt(s.mean) + (f" ± {fmt(s.std)}" if spread else "")
     return text + (f" (n={s.n})" if s.n != n else "")
@@ -70,15 +74,21 @@ def _num(v: float | None, kind: str) -> str:
     return NONE if v is None else stat(Stat(v, None, 1), 1, kind)
 
 
-def columns(metric: str, paper: PaperTable | None) -> list[str]:
+def _speedups(rows: list[Row]) -> bool:
+    """Whether any row was profiled against another model (`profile --compare`): a speed-up column."""
+    return any(r.stats["speedup"].mean is not None for r in rows if "speedup" in r.stats)
+
+
+def columns(metric: str, paper: PaperTable | None, speedup: bool = False) -> list[str]:
     """Ours, each with the paper's number right after it when a paper is given."""
     pair = (lambda c: [c, f"paper {c}"]) if paper else (lambda c: [c])
     second = [SECOND[metric]] if metric in SECOND else []
     return ["setting", "method", "n", *pair(metric), *second, f"best {metric}", f"last {metric}", *pair("MACs"),
-            *pair("params"), *pair("latency ms"), "sparsity", "lineage"]
+            *pair("params"), *pair("latency ms"), *(["speed-up"] if speedup else []), "sparsity", "lineage"]
 
 
-def cells(row: Row | None, p: PaperRow | None, metric: str, paper: PaperTable | None) -> list[str]:
+def cells(row: Row | None, p: PaperRow | None, metric: str, paper: PaperTable | None,
+          speedup: bool = False) -> list[str]:
     if row is not None:
         n, s = len(row.runs), row.stats
         name = row.setting if row.final else f"{row.setting}/{'|'.join(row.stems)}"
@@ -87,18 +97,20 @@ def cells(row: Row | None, p: PaperRow | None, metric: str, paper: PaperTable | 
                 f"best {metric}": stat(s["best"], n), f"last {metric}": stat(s["last"], n),
                 "MACs": stat(s["macs"], n, "count"), "params": stat(s["params"], n, "count"),
                 "latency ms": stat(s["latency_ms"], n, "ms"), "sparsity": stat(s["sparsity"], n, "frac"),
+                "speed-up": stat(s["speedup"], n, "ratio"),
                 "lineage": row.chain}
     else:
         ours = {"setting": p.setting, "method": p.method, "n": "0", "lineage": "(paper only)"}
     if p is not None:
         ours |= {f"paper {metric}": _num(p.value(metric), "acc"), "paper MACs": _num(p.macs, "count"),
                  "paper params": _num(p.params, "count"), "paper latency ms": _num(p.latency_ms, "ms")}
-    return [ours.get(c, NONE) for c in columns(metric, paper)]
+    return [ours.get(c, NONE) for c in columns(metric, paper, speedup)]
 
 
 def table_rows(rows: list[Row], paper: PaperTable | None) -> tuple[list[str], list[list[str]]]:
     metric = rows[0].facts["metric"] if rows else (paper.metric if paper else "top1")
-    return columns(metric, paper), [cells(r, p, metric, paper) for r, p in match(rows, paper)]
+    speedup = _speedups(rows)
+    return columns(metric, paper, speedup), [cells(r, p, metric, paper, speedup) for r, p in match(rows, paper)]
 
 
 def rich(rows: list[Row], paper: PaperTable | None, title: str):

@@ -354,3 +354,24 @@ def test_tensorboard_under_torchrun_one_writer(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
     assert [s for s, _ in _scalars(tmp_path / "tb")["val/top1"]] == [1, 2]
+
+
+def test_mean_latency_and_speed_up_of_compared_profiles(runs, tmp_path, capsys):
+    """`profile --stat mean --compare BASE -o` sidecars: the latency column takes the statistic the
+    profile measured (mean, not median), and a speed-up column shows BASE / this (a time ratio)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "l1", root / "l1")
+    for seed, speedup in ((0, 1.5), (1, 2.0), (2, 2.5)):
+        (root / "l1" / f"seed{seed}" / "ft.profile.json").write_text(json.dumps({
+            "latency": [{"batch": 1, "median_ms": 100.0, "mean_ms": 10.0 * (seed + 1), "stat": "mean"}],
+            "settings": {"device": "cpu", "device_name": "x86_64", "stat": "mean"},
+            "compare": {"latency": [{"batch": 1, "mean_ms": 99.0}]}, "ratios": {"speedup": {"1": speedup}}}))
+    code, out, _ = _report(capsys, root, "--json")
+    (row,) = json.loads(out)["rows"]
+    assert code == 0 and row["latency_ms"]["mean"] == pytest.approx(20.0)
+    assert row["speedup"]["mean"] == pytest.approx(2.0) and row["speedup"]["std"] == pytest.approx(0.5)
+    code, out, _ = _report(capsys, root, "--md", tmp_path / "r.md")
+    md = (tmp_path / "r.md").read_text()
+    assert "latency: mean ms at batch 1" in md and "| speed-up |" in md and "2.00× ± 0.50×" in md

@@ -93,3 +93,11 @@ def test_train_and_prune_refuse_with_one_line(zf, tmp_path):
         r = run_cli("prune", zf, *method, "-o", tmp_path / "p.safetensors")
         assert isinstance(r.exception, UserError) and "nothing to prune" in str(r.exception), r.output
         assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_evaluate_prints_a_reconstruction_table(zf):
+    """Without --json, a reconstruction model's table shows PSNR/SSIM (it used to look for top-1)."""
+    r = run_cli("evaluate", zf, "--data", DATA, "--device", "cpu")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    got = json.loads(run_cli("evaluate", zf, "--data", DATA, "--device", "cpu", "--json").stdout)
+    assert "PSNR dB" in r.stdout and "SSIM" in r.stdout and f"{got['psnr']:.2f}"[:4] in r.stdout
