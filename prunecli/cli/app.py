@@ -86,11 +86,13 @@ def main() -> None:
     except UserError as err:
         if debug:
             raise
+        from rich.markup import escape  # a message's own brackets (`pip install -e .[export]`) are text
+
         from prunecli.cli._output import err as console
 
-        console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         if err.hint:
-            console.print(f"[dim]hint: {err.hint}[/]", soft_wrap=True)
+            console.print(f"[dim]hint: {escape(err.hint)}[/]", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

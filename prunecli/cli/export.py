@@ -40,6 +40,8 @@ def export(
 
       prunecli export pruned.safetensors --format pt2 --dynamic-batch -o pruned.pt2 --json
     """
+    from rich.markup import escape
+
     from prunecli.cli._output import err, print_result, table
     from prunecli.export.run import ExportMismatch, export_checkpoint
 
@@ -49,7 +51,7 @@ def export(
     except ExportMismatch as mismatch:
         if json:
             print_result(mismatch.result, True, lambda: None)
-        err.print(f"[bold red]error:[/] {mismatch}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(mismatch))}", soft_wrap=True)
         raise typer.Exit(1) from None
     err.print(f"{fmt} export verified on batches {result['batches']}: max abs diff {result['max_abs_diff']:.3g}, "
               f"max rel diff {result['max_rel_diff']:.3g} (atol {atol:g}, rtol {rtol:g}) → {output}", soft_wrap=True)

@@ -79,7 +79,8 @@ def run(fmt: str, path: Path, x, device: str = "cpu"):
     import torch
 
     if fmt == "pt2":
-        module = torch.export.load(path).module()
+        with _quiet("torch.export"):  # a damaged file: torch logs a traceback before raising; we say it in one line
+            module = torch.export.load(path).module()
         with torch.no_grad():
             return _first(module(x.to(device))).detach().float().cpu()
     session = onnx_session(path, device)
@@ -96,6 +97,19 @@ def runtime(fmt: str, path: Path, device: str) -> str:
     import onnxruntime as ort
 
     return f"onnxruntime {ort.__version__} ({', '.join(providers(device))})"
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _first(out):
