@@ -23,6 +23,9 @@ def profile(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
+    # export (issue 16): time the model as onnxruntime runs it (prunecli/export/ort.py)
+    backend: Annotated[str, typer.Option("--backend", **O.choice("--backend", "torch", "onnxruntime"),
+                                         help="what runs the timed passes: torch, or onnxruntime (the model exported to ONNX in-process and verified; CPU provider, CUDA where present; needs `pip install -e .[export]`)")] = "torch",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -48,6 +51,9 @@ def profile(
 
       prunecli profile deq_p40.safetensors --compare deq.safetensors --data phantom --batch-sizes 1
 
+    --backend onnxruntime times the same protocol through onnxruntime (the deployment's speed);
+    MACs, params and memory stay PyTorch's.
+
     Fixed-point models (DEQ) also report their solver iterations; both models run at one
     tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
     """
@@ -59,5 +65,6 @@ def profile(
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
+        backend=backend,  # export (issue 16)
     )
     print_result(result, json, lambda: render(result))

@@ -265,6 +265,7 @@ CASES |= {  # export (issue 16): `prunecli export`'s own options (prunecli/expor
     "export over its input": (["export", "{ckpt}", "--format", "pt2", "-o", "{ckpt}"], "is the input"),
     "export missing folder": (["export", "{ckpt}", "-o", "{tmp}/no/such/o.onnx"], "output folder does not exist"),
     "export missing checkpoint": (["export", "{tmp}/nope.safetensors", "-o", "{tmp}/o.onnx"], "checkpoint not found"),
+    "profile bad backend": (["profile", "{ckpt}", "--backend", "tensorrt"], "--backend must be torch or onnxruntime"),
 }
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),

@@ -229,3 +229,30 @@ def test_base_cli_does_not_import_the_export_extra():
     for argv in (["--help"], ["export", "--help"], ["profile", "--help"]):
         res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
         assert "LOADED []" in res.stderr, (argv, res.stderr)
+
+
+def test_profile_backend_onnxruntime_times_an_onnxruntime_session(store, monkeypatch, capsys):
+    """The timed passes run in the onnxruntime session (spied: one, CPU provider, --threads honoured,
+    every batch size through the one dynamic-batch graph); the sidecar says which backend it was."""
+    from prunecli.export import formats
+
+    sessions = []
+    make = formats.onnx_session
+
+    def spy(*args, **kwargs):
+        sessions.append(make(*args, **kwargs))
+        return sessions[-1]
+
+    monkeypatch.setattr(formats, "onnx_session", spy)
+    src = store("cifar resnet")
+    code = run_main("profile", src, "--backend", "onnxruntime", "--batch-sizes", "1,3", "--runs", "2",
+                    "--warmup", "1", "--threads", "1", "--device", "cpu", "--json")
+    res = json.loads(capsys.readouterr().out)
+    assert code == 0 and res["backend"] == "onnxruntime" and res["settings"]["backend"] == "onnxruntime"
+    assert [row["batch"] for row in res["latency"]] == [1, 3] and all(row["median_ms"] > 0 for row in res["latency"])
+    timed = sessions[-1]  # the first ones are the verification's own sessions
+    assert timed.get_providers() == ["CPUExecutionProvider"]
+    assert timed.get_session_options().intra_op_num_threads == 1
+    assert len(sessions) == 3  # verification at batches 2 and 3, then the timed session
+    flops = json.loads(src.with_name(src.stem + ".flops.json").read_text())
+    assert flops["latency"]["backend"] == "onnxruntime"
