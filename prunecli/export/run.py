@@ -137,7 +137,8 @@ def verify(model, fmt: str, path: Path, inputs, atol: float, rtol: float) -> dic
         scale = expected.abs().max().item()
         diff = (got - expected).abs().max().item()
         worst["max_abs_diff"] = max(worst["max_abs_diff"], diff)
-        worst["max_rel_diff"] = max(worst["max_rel_diff"], diff / scale if scale > 0 else float(diff > 0) * float("inf"))
+        rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))  # an all-zero output
+        worst["max_rel_diff"] = max(worst["max_rel_diff"], rel)
         worst["passed"] = worst["passed"] and diff <= atol + rtol * scale  # False for NaN too
     return worst
 

@@ -256,3 +256,24 @@ def test_profile_backend_onnxruntime_times_an_onnxruntime_session(store, monkeyp
     assert len(sessions) == 3  # verification at batches 2 and 3, then the timed session
     flops = json.loads(src.with_name(src.stem + ".flops.json").read_text())
     assert flops["latency"]["backend"] == "onnxruntime"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,prune", [
+    ("resnet56", ("--method", "l1", "--target-macs", "0.5x")),
+    ("timm:deit_tiny_patch16_224", ("--method", "isomorphic", "--importance", "l1", "--ratio", "0.25",
+                                    "--head-ratio", "0.5")),
+])
+def test_full_size_pruned_models_round_trip(model, prune, tmp_path):
+    """The tiny models' round trip on full-size ones (ResNet-56 at 32×32, DeiT-Tiny at 224×224)."""
+    data = "synthetic:n=8,val=4,classes=10" if model == "resnet56" else "synthetic:size=224,classes=1000,n=4,val=4"
+    base = untrained(model, tmp_path / "base.safetensors", data)
+    out = tmp_path / "pruned.safetensors"
+    r = run_cli("prune", base, *prune, "-o", out)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    for fmt in ("onnx", "pt2"):
+        path = tmp_path / f"pruned.{fmt}"
+        r = run_cli("export", out, "--format", fmt, "--dynamic-batch", "-o", path, "--json")
+        assert r.exit_code == 0, r.output + repr(r.exception)
+        assert json.loads(r.stdout)["passed"] is True
+        _close(path, fmt, out, batch=3)
