@@ -14,7 +14,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", **O.choice("--format", "onnx", "pt2"),
                                      help="onnx (torch.onnx dynamo exporter, run in onnxruntime) or pt2 (torch.export)")] = "onnx",
     output: Annotated[str, typer.Option("-o", "--output", help="the exported file (e.g. model.onnx, model.pt2)", show_default=False)] = ...,
-    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (18 up to what the installed onnx knows; default: the exporter's, 18)")] = None,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (18 up to what the installed onnx knows; default: the exporter's, 20 with torch 2.14)")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="a symbolic batch dimension (any batch size at run time) instead of --batch-size's")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="batch of the traced example and of the verification input")] = 2,
     atol: Annotated[float, typer.Option("--atol", help="absolute tolerance of the verification")] = 1e-4,

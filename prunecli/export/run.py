@@ -102,16 +102,25 @@ def _export(model, x, fmt: str, tmp: Path, name: str, dynamic_batch: bool, opset
     from prunecli.export.graph import export_program
 
     program = export_program(model, x, name, dynamic_batch)
-    if fmt == "onnx":
-        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET
-
-        result["opset"] = opset or TORCHLIB_OPSET
     try:
         write(program, x, fmt, tmp, opset)
     except Exception as err:  # the ONNX translation (an ATen op without an ONNX counterpart, say)
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise UserError(f"cannot export {name} to {fmt}: {first.strip()[:300]}",
                         hint="--debug shows the whole traceback") from err
+    if fmt == "onnx":  # what the file declares (the exporter's default moves with torch: 20 in torch 2.14)
+        result["opset"] = written_opset(tmp)
+
+
+def written_opset(path: Path) -> int | None:
+    """The default-domain opset an ONNX file declares (None if it cannot be read: verification says why)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a damaged file is reported by the verification that follows
+        return None
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def verify(model, fmt: str, path: Path, inputs, atol: float, rtol: float) -> dict[str, Any]:
