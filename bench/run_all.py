@@ -13,7 +13,7 @@ import sys
 from _common import RESULTS, ROOT, parse_args, print_table
 
 SCRIPTS = ("cli_startup", "prune_speed", "train_throughput", "ddp_throughput", "pruned_latency", "similarity_speed",
-           "isomorphic_latency", "mri_latency")
+           "isomorphic_latency", "mri_latency", "export_latency")
 
 
 def summary_rows() -> list[list]:
@@ -39,6 +39,10 @@ def summary_rows() -> list[list]:
     for model, s in r["mri_latency"]["models"].items():
         rows.append(["mri_latency", f"{model} per-slice speedup at params ratio {s['params_ratio']:.2f}",
                      s["speedup"], "(reported)", "-"])
+    for model, s in r["export_latency"]["models"].items():  # export (issue 16): onnxruntime / PyTorch speed
+        for batch, t in s["batches"].items():
+            rows.append(["export_latency", f"{model} b{batch} pruned: onnxruntime / PyTorch speed",
+                         t["ort_speed_pruned"], "(reported)", "-"])
     return rows
 
 

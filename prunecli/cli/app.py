@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from prunecli import __version__
-from prunecli.cli import analyze, doctor, evaluate, finetune, import_, info, ls, profile, prune, report, train
+from prunecli.cli import analyze, doctor, evaluate, export, finetune, import_, info, ls, profile, prune, report, train
 
 app = typer.Typer(
     name="prunecli",
@@ -56,7 +56,7 @@ def _root(
         raise typer.Exit(0)  # under torchrun one-shot commands run on rank 0 (prunecli/engine/dist.py)
 
 
-ONE_SHOT = ("analyze", "profile", "doctor", "import", "info", "ls", "report")
+ONE_SHOT = ("analyze", "profile", "doctor", "import", "info", "ls", "report", "export")
 """Commands that train nothing: under torchrun rank 0 runs them, the other ranks exit at once
 (`prune` decides by method: l1-unstructured fine-tunes on every rank, the others are one-shot)."""
 
@@ -71,6 +71,7 @@ app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
 app.command("import")(import_.import_weights)
 app.command("report")(report.report)
+app.command("export")(export.export)
 app.add_typer(ls.app, name="ls")
 
 
@@ -86,11 +87,13 @@ def main() -> None:
     except UserError as err:
         if debug:
             raise
+        from rich.markup import escape  # a message's own brackets (`pip install -e .[export]`) are text
+
         from prunecli.cli._output import err as console
 
-        console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         if err.hint:
-            console.print(f"[dim]hint: {err.hint}[/]", soft_wrap=True)
+            console.print(f"[dim]hint: {escape(err.hint)}[/]", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

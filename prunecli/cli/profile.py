@@ -27,6 +27,9 @@ def profile(
     stat: Annotated[str, typer.Option(help="median (robust on a shared machine) or mean (Park et al.: mean of 30 DEQ / 100 other passes after 10 warm-up); on CUDA passes are timed with CUDA events", **O.choice("--stat", "median", "mean"))] = "median",
     # issue 17 (report): the JSON result as a sidecar `<stem>.profile.json` for `prunecli report`
     output: Annotated[str | None, typer.Option("-o", "--output", help="also write the JSON result (what --json prints) to this file, atomically; `prunecli report` reads <stem>.profile.json beside <stem>.safetensors")] = None,
+    # export (issue 16): time the model as onnxruntime runs it (prunecli/export/ort.py)
+    backend: Annotated[str, typer.Option("--backend", **O.choice("--backend", "torch", "onnxruntime"),
+                                         help="what runs the timed passes: torch, or onnxruntime (the model exported to ONNX in-process and verified; CPU provider, CUDA where present; needs `pip install -e .[export]`)")] = "torch",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -56,6 +59,8 @@ def profile(
 
       prunecli profile varnet_p.safetensors --compare varnet.safetensors --batch-sizes 1 --stat mean --runs 100 --warmup 10 --device cuda
       prunecli profile ft.safetensors --batch-sizes 1 -o ft.profile.json   (the sidecar `prunecli report` reads)
+    --backend onnxruntime times the same protocol through onnxruntime (the deployment's speed);
+    MACs, params and memory stay PyTorch's.
 
     Fixed-point models (DEQ) also report their solver iterations; both models run at one
     tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
@@ -72,6 +77,7 @@ def profile(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
         stat=stat,
+        backend=backend,  # export (issue 16)
     )
     if output is not None:  # issue 17 (report)
         write_result(output, result)

@@ -49,7 +49,7 @@ def device_name(device: str) -> str:
 
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
                  per_layer: bool, data: str | None = None, tol: float | None = None,
-                 own_tol: bool = False, stat: str = "median") -> list[dict[str, Any]]:
+                 own_tol: bool = False, stat: str = "median", backend: str = "torch") -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.console import err
@@ -65,8 +65,16 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
               f"{stat} by {timing_protocol(device, stat)['timer']}")
     solver_tol = same_tolerance([item.model for item in loaded], tol, own_tol)
     inputs = data_inputs(data, loaded[0].header, max(batch_sizes)) if data else None
-    latencies = measure_latency_many([item.model for item in loaded], shapes, batch_sizes, device, warmup, runs,
-                                     inputs=inputs, stat=stat)
+    timed = [item.model for item in loaded]
+    # export (issue 16): --backend onnxruntime times each model exported to ONNX (prunecli/export/ort.py)
+    if backend == "onnxruntime":
+        import torch
+
+        from prunecli.export.ort import ort_model
+
+        timed = [ort_model(item.model, shape, item.header.model.name, device, torch.get_num_threads())
+                 for item, shape in zip(loaded, shapes)]
+    latencies = measure_latency_many(timed, shapes, batch_sizes, device, warmup, runs, inputs=inputs, stat=stat)
     results = []
     for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
         counted = count(item.model, shape)
@@ -87,7 +95,8 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
         sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
-        result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup)
+        result["backend"] = backend  # export (issue 16)
+        result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup, backend)
                              if i == 0 else None)
         results.append(result)
     return results
@@ -136,7 +145,8 @@ def data_inputs(spec: str, header, count: int):
     return torch.cat(xs)[:count]
 
 
-def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, warmup) -> str | None:
+def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, warmup,
+                backend: str = "torch") -> str | None:
     """(Re)write `<stem>.flops.json`: counts vs. a fresh registry build, the sparse counts of a
     model with zeroed weights (`sparse`, or None), plus the measured latency."""
     import torch
@@ -152,7 +162,8 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
                         Path(src).name)
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory,
-                **timing_protocol(device, latency[0].get("stat", "median"))}
+                **timing_protocol(device, latency[0].get("stat", "median")),
+                "backend": backend}  # export (issue 16): which runtime the latency is of
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     from prunecli.errors import UserError
 
@@ -179,7 +190,8 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
                         warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
-                        tol: float | None = None, own_tol: bool = False, stat: str = "median") -> dict[str, Any]:
+                        tol: float | None = None, own_tol: bool = False, stat: str = "median",
+                        backend: str = "torch") -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
     check_stat(stat)
@@ -191,15 +203,22 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     if threads is not None:
         torch.set_num_threads(threads)
     results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer, data, tol, own_tol, stat)
+                           per_layer, data, tol, own_tol, stat, backend)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
-                          "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat)}
+                          "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat),
+                          "backend": backend}
     if compare is not None:
         other = results[1]
         result["compare"] = other
         result["ratios"] = ratios(result, other)
     return result
+
+
+def _on(result: dict[str, Any]) -> str:
+    """export (issue 16): `, onnxruntime` in the latency rows when that backend ran them."""
+    backend = result["settings"].get("backend", "torch")
+    return "" if backend == "torch" else f", {backend}"
 
 
 def render(result: dict[str, Any]):
@@ -231,7 +250,7 @@ def render(result: dict[str, Any]):
     for i, batch in enumerate(result["settings"]["batch_sizes"]):
         speedup = r["speedup"][str(batch)] if r else None
         rows += [
-            row(f"latency b={batch} (ms, {stat})", [stat_ms(m["latency"][i]) for m in models],
+            row(f"latency b={batch} (ms, {stat}{_on(result)})", [stat_ms(m["latency"][i]) for m in models],
                 f"{speedup:.2f}x" if speedup else ""),
             row("  p90 (ms)", [m["latency"][i]["p90_ms"] for m in models]),
             row("  images/s", [m["latency"][i]["images_per_s"] for m in models]),

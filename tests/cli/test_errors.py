@@ -298,6 +298,20 @@ CASES |= {  # issue 17: report, evaluate/profile -o sidecars, --tensorboard
     "train tensorboard is a file": ([*TRAIN, "--data", SYNTH, "--tensorboard", "{tmp}/garbage.safetensors"],
                                     "--tensorboard"),
 }
+CASES |= {  # export (issue 16): `prunecli export`'s own options (prunecli/export/run.py)
+    "export bad format": (["export", "{ckpt}", "--format", "tflite", "-o", "{tmp}/o.onnx"],
+                          "--format must be onnx or pt2"),
+    "export opset with pt2": (["export", "{ckpt}", "--format", "pt2", "--opset", "18", "-o", "{tmp}/o.pt2"],
+                              "--opset applies to --format onnx only"),
+    "export opset too old": (["export", "{ckpt}", "--opset", "11", "-o", "{tmp}/o.onnx"], "--opset must be between 18"),
+    "export batch size 0": (["export", "{ckpt}", "--batch-size", "0", "-o", "{tmp}/o.onnx"], "--batch-size"),
+    "export negative atol": (["export", "{ckpt}", "--atol", "-1", "-o", "{tmp}/o.onnx"], "--atol and --rtol"),
+    "export to stdout": (["export", "{ckpt}", "-o", "-"], "-o - is not supported"),
+    "export over its input": (["export", "{ckpt}", "--format", "pt2", "-o", "{ckpt}"], "is the input"),
+    "export missing folder": (["export", "{ckpt}", "-o", "{tmp}/no/such/o.onnx"], "output folder does not exist"),
+    "export missing checkpoint": (["export", "{tmp}/nope.safetensors", "-o", "{tmp}/o.onnx"], "checkpoint not found"),
+    "profile bad backend": (["profile", "{ckpt}", "--backend", "tensorrt"], "--backend must be torch or onnxruntime"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
@@ -324,7 +338,7 @@ def test_at_least_80_cases_cover_every_subcommand_and_family():
     assert len(CASES) >= 80
     commands = {args[0] for args, _ in CASES.values()} | {args[0] for args, _ in CLICK_CASES.values()}
     assert commands >= {"train", "analyze", "prune", "finetune", "evaluate", "profile", "doctor", "import",
-                        "info", "ls", "report"}
+                        "info", "ls", "report", "export"}
     specs = " ".join(a for args, _ in CASES.values() for a in args)
     for family in ("digits", "synthetic", "cifar10:", "cifar100:", "imagefolder:", "ham10000:", "fastmri:",
                    "phantom"):
