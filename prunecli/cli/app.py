@@ -12,7 +12,20 @@ from typing import Annotated
 import typer
 
 from prunecli import __version__
-from prunecli.cli import analyze, doctor, evaluate, export, finetune, import_, info, ls, profile, prune, report, train
+from prunecli.cli import (
+    analyze,
+    doctor,
+    evaluate,
+    export,
+    finetune,
+    import_,
+    info,
+    ls,
+    profile,
+    prune,
+    report,
+    train,
+)
 
 app = typer.Typer(
     name="prunecli",
