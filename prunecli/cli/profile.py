@@ -23,6 +23,9 @@ def profile(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
+    # per-layer latency (issue 16, latency-aware pruning)
+    layer_latency: Annotated[bool, typer.Option("--latency", help="with --per-layer: also time each layer alone at each batch size (interleaved, medians)")] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="dtype of the per-layer latency (--latency)", **O.choice("--dtype", "float32", "bfloat16", "float16"))] = "float32",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -34,6 +37,9 @@ def profile(
     --compare measures another checkpoint the same way and adds ratios
     (other / this): MACs and params reduction, and speedup (a latency
     ratio above 1 means this checkpoint is faster).
+
+    --per-layer --latency times each layer alone (its own weights, a random input of
+    the shape it sees in the model, --dtype) next to its MACs: where the time goes.
 
     Rewrites the `<stem>.flops.json` sidecar beside CHECKPOINT with the
     counts and the measured latency (not for `-`).
@@ -56,8 +62,13 @@ def profile(
     from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
 
     set_skip_bad_images(skip_bad_images)
+    if layer_latency and not per_layer:  # per-layer latency
+        from prunecli.errors import UserError
+
+        raise UserError("--latency times layers: give it with --per-layer")
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
+        layer_latency=dtype if layer_latency else None,
     )
     print_result(result, json, lambda: render(result))

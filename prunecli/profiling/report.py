@@ -49,7 +49,7 @@ def device_name(device: str) -> str:
 
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
                  per_layer: bool, data: str | None = None, tol: float | None = None,
-                 own_tol: bool = False) -> list[dict[str, Any]]:
+                 own_tol: bool = False, layer_latency: str | None = None) -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.console import err
@@ -85,11 +85,26 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
             result["solver"] = solver_report(item.model, inputs, shape, device, solver_tol)
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
+            if layer_latency:  # per-layer latency (issue 16): each layer alone, at each batch size
+                _add_layer_latency(result, item.model, shape, batch_sizes, device, layer_latency, warmup, runs)
         sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
         result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup)
                              if i == 0 else None)
         results.append(result)
     return results
+
+
+def _add_layer_latency(result, model, shape, batch_sizes, device, dtype, warmup, runs) -> None:
+    """`latency_ms` ({batch: median ms}) on each per-layer row; `layer_latency` says how it was measured."""
+    from prunecli.profiling.lut import time_layers
+
+    names = [row["name"] for row in result["layers"]]
+    timed = {b: time_layers(model, shape, names, b, device, dtype, warmup, runs) for b in batch_sizes}
+    for row in result["layers"]:
+        row["latency_ms"] = {str(b): timed[b].get(row["name"]) for b in batch_sizes}
+    result["layer_latency"] = {"dtype": dtype, "batch_sizes": batch_sizes, "warmup": warmup, "runs": runs,
+                               "protocol": "each layer alone on a random input of its shape in the model, "
+                                           "timed runs interleaved across layers, median"}
 
 
 def same_tolerance(models, tol: float | None, own_tol: bool) -> float | None:
@@ -177,7 +192,8 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
                         warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
-                        tol: float | None = None, own_tol: bool = False) -> dict[str, Any]:
+                        tol: float | None = None, own_tol: bool = False,
+                        layer_latency: str | None = None) -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
     import torch
@@ -188,7 +204,7 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     if threads is not None:
         torch.set_num_threads(threads)
     results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer, data, tol, own_tol)
+                           per_layer, data, tol, own_tol, layer_latency)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}
@@ -248,7 +264,10 @@ def _layer_table(result: dict[str, Any], other: dict[str, Any] | None):
     from prunecli.console import table
 
     theirs = {row["name"]: row for row in (other or {}).get("layers", [])}
-    cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else [])]
+    batches = [str(b) for b in result.get("layer_latency", {}).get("batch_sizes", [])]  # per-layer latency
+    cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else []),
+            *[f"ms b={b}" for b in batches]]
     rows = [[row["name"], row["kind"], row["macs"], row["params"],
-             *([theirs.get(row["name"], {}).get("macs")] if other else [])] for row in result["layers"]]
+             *([theirs.get(row["name"], {}).get("macs")] if other else []),
+             *[row["latency_ms"].get(b) for b in batches]] for row in result["layers"]]
     return table("per layer", cols, rows)
