@@ -14,7 +14,8 @@ uses the previous layer's current width. Elementwise layers (BN, activations) ar
 whole-model latency and verifies by a real measurement.
 
 The table is cached beside the checkpoint as `<stem>.latency.json`, keyed by device, device
-name, torch version, threads, batch, dtype and the checkpoint's hash; any difference discards it.
+name, torch version, threads, batch, dtype and the architecture's hash (tensor names and
+shapes: timings do not depend on weight values); any difference discards it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from typing import Any
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def table_key(sha256: str, device: str, batch: int, dtype: str) -> dict[str, Any]:
+def table_key(arch_sha256: str, device: str, batch: int, dtype: str) -> dict[str, Any]:
     """What a cached table must match to be reused: any change in it changes the timings."""
     import torch
 
     from prunecli.profiling.report import device_name
 
-    return {"sha256": sha256, "device": device, "device_name": device_name(device), "torch": torch.__version__,
+    return {"arch_sha256": arch_sha256, "device": device, "device_name": device_name(device), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "batch": int(batch), "dtype": dtype}
 
 
@@ -165,15 +166,20 @@ def ensure(table: dict[str, dict[int, float]], model, input_shape, wanted: dict[
     """Time the (layer, width) pairs `wanted` that `table` lacks, adding them; returns how many were timed."""
     missing = {n: sorted({w for w in ws if w not in table.get(n, {})}) for n, ws in wanted.items()}
     missing = {n: ws for n, ws in missing.items() if ws}
+    if not missing:
+        return 0
     for name, row in time_layer_widths(model, input_shape, missing, batch, device, dtype, runs=runs).items():
         table.setdefault(name, {}).update(row)
     return sum(len(ws) for ws in missing.values())
 
 
 def grid(channels: int, points: int = 16, multiple: int = 8) -> list[int]:
-    """Candidate widths: multiples of `multiple` (coarser for wide layers, ≤ `points`), and the full width."""
-    step = multiple * max(1, -(-channels // (points * multiple)))
-    return sorted({*range(step, channels, step), channels} or {channels})
+    """Candidate widths: ≤ `points` evenly stepped ones and the full width; the step is a multiple of
+    `multiple` once it is that large (the widths fast kernels favour), else as fine as `points` allows."""
+    step = -(-channels // points)
+    if step >= multiple:
+        step = -(-step // multiple) * multiple
+    return sorted({*range(step, channels, step), channels})
 
 
 def lookup(row: dict[int, float], width: int) -> float:

@@ -165,7 +165,8 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     doc = flops_sidecar(count(fresh, loaded.header.input_shape), counted, loaded.header.input_shape,
                         Path(src).name)
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory}
+                "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory,
+                **_prune_latency(src)}
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     from prunecli.errors import UserError
 
@@ -177,6 +178,19 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
         warn(f"{refused}; the sidecar is not updated")
         return None
     return str(path) if path else None
+
+
+def _prune_latency(src: str) -> dict:
+    """`latency.prune` of the existing sidecar (what latency-aware pruning measured): kept on rewrite."""
+    import json
+
+    from prunecli.io.sidecars import sidecar_path
+
+    try:
+        old = json.loads(sidecar_path(src, "flops.json").read_text()).get("latency") or {}
+    except (OSError, ValueError):
+        return {}
+    return {"prune": old["prune"]} if "prune" in old else {}
 
 
 def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
