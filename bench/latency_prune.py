@@ -68,7 +68,7 @@ def prepare(model: str, data: str, tmp: Path, quick: bool) -> dict[str, tuple[Pa
 def _measured_ratio(base: Path, pruned: Path, data: str) -> float:
     """pruned / unpruned latency at batch 64, measured as prune measures (interleaved medians)."""
     from prunecli.io import checkpoint as ckpt
-    from prunecli.pruning.latency import measure
+    from prunecli.pruning.latency_run import measure
 
     a, b = ckpt.load(str(base)), ckpt.load(str(pruned))
     ms = measure([a.model, b.model], a.header.input_shape, BATCH, "cpu")

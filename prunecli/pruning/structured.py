@@ -337,7 +337,7 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
         refuse_sliced_concats(model, _graph(model, input_shape), _left_alone(model, protected, plan.ignore))
     if plan.latency_aware:  # latency-aware pruning (issue 16)
-        from prunecli.pruning.latency import prune_for_latency
+        from prunecli.pruning.latency_run import prune_for_latency
 
         return prune_for_latency(model, input_shape, importance_factory, plan, protected, before, on_trial)
     if plan.target_macs is None:

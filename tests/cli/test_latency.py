@@ -91,7 +91,7 @@ def test_halp_widths_meet_the_predicted_target(tmp_path):
 def _inject(path, loaded, table, batch):
     """Write `table` as the cached `<stem>.latency.json` for this model, device cpu, `batch`."""
     from prunecli.profiling import lut
-    from prunecli.pruning.latency import _sha
+    from prunecli.pruning.latency_run import _sha
 
     key = lut.table_key(_sha(loaded.model), "cpu", batch, "float32")
     lut.save_table(str(path), key, table)
@@ -123,7 +123,7 @@ def test_latency_table_cache_is_reused_only_on_the_same_key(tmp_path):
     import torch
 
     from prunecli.profiling import lut
-    from prunecli.pruning.latency import _sha
+    from prunecli.pruning.latency_run import _sha
 
     path, loaded = _tiny(tmp_path)
     key = lut.table_key(_sha(loaded.model), "cpu", 2, "float32")
@@ -147,7 +147,7 @@ def test_latency_table_cache_is_reused_only_on_the_same_key(tmp_path):
 def _fake_device(monkeypatch, table):
     """`measure` answers from the table (the device is the table): the search logic, without timing noise."""
     from prunecli.profiling import lut
-    from prunecli.pruning import latency
+    from prunecli.pruning import latency_run as latency
 
     def measure(models, input_shape, batch, device):
         full = lut.layer_dims(models[0])
