@@ -173,6 +173,9 @@ def _check_budget(method: str, ratio, target_macs, target_latency) -> None:
 
 def _latency_plan(v: dict, checkpoint: str) -> dict:
     """PrunePlan's latency fields: the device the latency is measured on, the table cached beside CHECKPOINT."""
+    aware = v.get("target_latency") is not None or v.get("round_to") == "auto" or v["method"] == "halp"
+    if not aware:
+        return {}
     from prunecli.utils.runtime import resolve_device
 
     return {"target_latency": v.get("target_latency"), "latency_batch": v.get("latency_batch") or 64,

@@ -175,8 +175,11 @@ def halp_widths(pred: Predictor, target_ratio: float, steps: int = 12) -> dict[s
     `steps`) for the largest whose solution's full prediction (input widths included) meets the
     target.
     """
-    lo, hi = target_ratio, 1.0
-    best = solve_knapsack(pred, target_ratio, {})  # costs overstated: its prediction is ≤ target
+    lo, hi, best = target_ratio, 1.0, None
+    try:
+        best = solve_knapsack(pred, target_ratio, {})  # costs overstated: its prediction is ≤ target
+    except UserError:
+        pass  # the narrowed inputs may still make it: search above
     for _ in range(steps):
         mid = (lo + hi) / 2
         try:
@@ -188,6 +191,9 @@ def halp_widths(pred: Predictor, target_ratio: float, steps: int = 12) -> dict[s
             best, lo = keep, mid
         else:
             hi = mid
+    if best is None:
+        raise UserError(f"the latency table predicts no widths reaching {target_ratio:.3g}× the latency; ask for "
+                        "a larger --target-latency or raise --max-ratio")
     return best
 
 

@@ -11,6 +11,7 @@ measurements; the closest at or under the target is kept).
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 
@@ -47,12 +48,13 @@ def _table(model, input_shape, plan, wanted: dict[str, list[int]], sha256: str) 
     key matches, the missing pairs timed now; written back. Returns (table, key, path)."""
     key = lut.table_key(sha256, plan.device, plan.latency_batch, "float32")
     table = lut.load_table(plan.table_source, key)
-    with phase("timing layers for the latency table"):
-        timed = lut.ensure(table, model, input_shape, wanted, plan.latency_batch, plan.device, "float32")
+    started = time.perf_counter()  # not a `phase`: timing is not what --timeout bounds
+    timed = lut.ensure(table, model, input_shape, wanted, plan.latency_batch, plan.device, "float32")
     path = lut.save_table(plan.table_source, key, table) if timed else (
         str(lut.table_path(plan.table_source)) if plan.table_source not in (None, "-") else None)
     reused = sum(map(len, wanted.values())) - timed
-    err.print(f"latency table at batch {plan.latency_batch} on {plan.device}: {timed} layer widths timed"
+    err.print(f"latency table at batch {plan.latency_batch} on {plan.device}: {timed} layer widths timed "
+              f"({time.perf_counter() - started:.1f} s)"
               + (f", {reused} reused from {path}" if reused else ""))
     return table, key, path
 
@@ -117,13 +119,18 @@ def prune_for_latency(model, input_shape, factory, plan, protected, before, on_t
         goal = target_ms / base_ms
         aim, tried = goal, []
         for _ in range(ATTEMPTS):
-            if plan.halp:
-                keep = halp_widths(pred, aim)
-                ratio, records = None, None
-            else:
-                ratio, pruned, records = _ratio_for(pred, groups, model, input_shape, factory, plan, protected,
-                                                    aim, on_trial)
-                keep = _ranked(records, groups)
+            try:
+                if plan.halp:
+                    keep = halp_widths(pred, aim)
+                    ratio, records = None, None
+                else:
+                    ratio, pruned, records = _ratio_for(pred, groups, model, input_shape, factory, plan, protected,
+                                                        aim, on_trial)
+                    keep = _ranked(records, groups)
+            except UserError:
+                if not tried:
+                    raise
+                break  # a corrected aim the table cannot reach: keep what was measured
             if plan.round_auto:
                 break  # rounded below, measured once
             if plan.halp:

@@ -117,6 +117,10 @@ def test_round_to_auto_picks_the_faster_width_on_a_synthetic_table(tmp_path, mon
     assert flops["table"] == str(lut.table_path(str(path))) and flops["table_key"]["batch"] == 4
     assert flops["before_ms"] > 0 and flops["after_ms"] > 0 and flops["method"] == "round-auto"
     assert json.loads(r.stdout)["latency"]["batch"] == 4
+    r = run_cli("profile", out, "--batch-sizes", "1", "--runs", "1", "--warmup", "0", "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    rewritten = json.loads((tmp_path / "r.flops.json").read_text())["latency"]
+    assert rewritten["prune"] == flops and rewritten["batches"][0]["batch"] == 1  # profile keeps latency.prune
 
 
 def test_latency_table_cache_is_reused_only_on_the_same_key(tmp_path):
