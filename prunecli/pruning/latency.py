@@ -218,16 +218,22 @@ def solve_knapsack(pred: Predictor, target_ratio: float, previous: dict[str, int
     return {g.root: ws[k] for g, ws, k in zip(groups, cands, choice)}
 
 
-def round_auto(groups: list[Group], table, ranked: dict[str, int], window: int, tie: float = 0.01) -> dict[str, int]:
+def round_auto(groups: list[Group], table, ranked: dict[str, int], window: int, dims=None,
+               tie: float = 0.01) -> dict[str, int]:
     """Per group, the width within ±`window` of the ranked one that the device runs best: among the
     widths no slower than the ranked width (within `tie`), the lowest latency per kept channel, ties
-    to the wider. A faster aligned width (48 beside a slow 44) wins; padding up to it is free; a
-    plain narrower width that is merely proportionally cheaper does not replace the ranking's choice."""
+    to the wider. A faster aligned width (48 beside a slow 44) wins; a plain narrower width that
+    is merely proportionally cheaper does not replace the ranking's choice. A group's cost is its
+    layers at each width plus (with `dims`, `lut.layer_dims`) the layers it feeds, whose input it
+    widens: scaled by the input fraction at their own ranked output width, so padding is not free."""
+    out_width = {n: ranked.get(g.root, g.channels) for g in groups for n in g.outs}
     keep = {}
     for g in groups:
         w0 = ranked.get(g.root, g.channels)
         ws = range(max(g.min_width, w0 - window), min(g.channels, w0 + window) + 1)
-        cost = {w: sum(table[n][w] for n in g.outs if n in table) for w in ws}
+        fed = [(n, lut.lookup(table[n], out_width.get(n, dims[n][1])) / dims[n][0])
+               for n in (g.ins if dims else []) if n in table and not dims[n][2]]
+        cost = {w: sum(table[n][w] for n in g.outs if n in table) + sum(per * w for _, per in fed) for w in ws}
         allowed = [w for w in ws if cost[w] <= cost[w0] * (1 + tie)]
         best = min(cost[w] / w for w in allowed)
         keep[g.root] = max(w for w in allowed if cost[w] / w <= best * (1 + tie))

@@ -160,10 +160,10 @@ def prune_for_latency(model, input_shape, factory, plan, protected, before, on_t
             _, records = _trial(model, input_shape, factory, ratio, _plain(plan), protected)
         ranked = _ranked(records, groups)
     if plan.round_auto:
-        wanted = {**wanted, **window_widths(groups, ranked, plan.round_window)}
-        wanted.update({n: sorted(set(ws)) for n, ws in wanted.items()})
+        for n, ws in window_widths(groups, ranked, plan.round_window).items():
+            wanted[n] = sorted({*wanted.get(n, []), *ws})
         table, key, path = _table(model, input_shape, plan, wanted, sha)
-        keep = round_auto(groups, table, ranked, plan.round_window)
+        keep = round_auto(groups, table, ranked, plan.round_window, dims)
         moved = sum(keep[g] != ranked[g] for g in keep)
         err.print(f"--round-to auto: {moved} of {len(keep)} group widths moved to a faster width (±{plan.round_window})")
         pruned, records = None, None

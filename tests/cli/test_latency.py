@@ -174,3 +174,15 @@ def test_target_latency_lands_within_5_percent(tmp_path, monkeypatch):
         lat = json.loads(r.stdout)["latency"]
         assert lat["target_ratio"] == 0.5 and abs(lat["after_ms"] / lat["before_ms"] / 0.5 - 1) <= 0.05, lat
         assert json.loads(r.stdout)["macs_ratio"] > 1.5
+
+
+def test_round_to_auto_counts_the_input_width_it_gives_the_next_layer():
+    from prunecli.pruning.latency import Group, round_auto
+
+    groups = [Group("a", 32, [1.0] * 32, outs=["a"], ins=["b"]), Group("b", 16, [1.0] * 16, outs=["b"])]
+    table = {"a": {w: float(w) for w in range(1, 33)} | {32: 28.0},  # 32 costs a what the ranked 28 costs
+             "b": {w: 2.0 * w for w in range(1, 17)}}
+    dims = {"a": (3, 32, False), "b": (32, 16, False)}
+    ranked = {"a": 28, "b": 16}
+    assert round_auto(groups, table, ranked, 4)["a"] == 32  # alone, padding to 32 looks free
+    assert round_auto(groups, table, ranked, 4, dims)["a"] == 28  # but b's input grows by 4/32: not free
