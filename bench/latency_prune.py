@@ -109,7 +109,9 @@ def main() -> None:
     print_table(f"CPU latency, batch {BATCH}, {rounds} interleaved rounds after {warmup} warm-up, torch threads "
                 f"{threads}", ["model", "variant", "MMACs", "MAC ratio", "ms", "speedup", "speedup/MAC ratio",
                                "measured/asked latency", "prune s"], rows)
-    write_results("latency_prune", {"machine": machine_info(threads), "batch": BATCH, "warmup": warmup,
+    name = "latency_prune" + ("_" + os.environ["BENCH_MODELS"].replace(":", "_").replace(",", "_")
+                              if os.environ.get("BENCH_MODELS") else "")
+    write_results(name, {"machine": machine_info(threads), "batch": BATCH, "warmup": warmup,
                                     "rounds": rounds, "models": summary})
 
 
