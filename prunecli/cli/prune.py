@@ -77,6 +77,10 @@ def prune(ctx: typer.Context, **values: Any) -> None:
 
       prunecli prune vgg.safetensors --method l1-unstructured --sparsity 0.8 --schedule iterative --data cifar100:DIR --finetune-epochs 10 --snapshots steps/ -o p.safetensors
 
+      prunecli prune r56.safetensors --method halp --importance taylor --data cifar10:DIR --target-latency 0.5x --latency-batch 64 -o r56_halp.safetensors
+
+      prunecli prune r56.safetensors --method l1 --target-macs 0.5x --round-to auto -o r56_auto.safetensors
+
       prunecli prune search.safetensors --method zero-groups -o compact.safetensors   # --threshold 1e-6 --fold reference
 
       prunecli prune search.safetensors --method zero-groups --fold exact-1x1 -o compact.safetensors
