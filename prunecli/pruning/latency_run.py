@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -97,94 +98,125 @@ def _ratio_for(pred: Predictor, groups, model, input_shape, factory, plan, prote
     return best
 
 
+@dataclass
+class _Job:
+    """What every step of a latency-aware prune works from."""
+
+    model: object
+    input_shape: list
+    factory: object
+    plan: object
+    protected: tuple
+    on_trial: object
+    base: object = None
+    groups: list = field(default_factory=list)
+    dims: dict = field(default_factory=dict)
+    sha: str = ""
+
+
 def prune_for_latency(model, input_shape, factory, plan, protected, before, on_trial):
     """`prune` when the device's latency decides the widths (HALP, --target-latency, --round-to auto)."""
     from prunecli.profiling.counts import count
-    from prunecli.pruning.structured import Outcome, _search, prune_at
+    from prunecli.pruning.structured import Outcome, prune_at
 
     if plan.remove_blocks:
         raise UserError("--remove-blocks cannot be combined with latency-aware pruning (--method halp, "
                         "--target-latency, --round-to auto)")
-    base = copy.deepcopy(model)
-    groups = channel_groups(model, input_shape, factory(seed=plan.seed), plan, protected)
-    dims = {n: d for n, d in lut.layer_dims(model).items()}
-    sha = _sha(model)
-    base_ms = measure([base], input_shape, plan.latency_batch, plan.device)[0] if plan.target_latency else None
-    target_ms = parse_target_latency(plan.target_latency, base_ms) if plan.target_latency else None
-    wanted = grid_widths(groups, dims) if plan.target_latency else {}
-    ranked, ratio, pruned, records, attempts = None, None, None, None, []
+    job = _Job(model, input_shape, factory, plan, protected, on_trial, copy.deepcopy(model),
+               channel_groups(model, input_shape, factory(seed=plan.seed), plan, protected),
+               lut.layer_dims(model), _sha(model))
+    ratio, pruned, records, attempts, target_ratio = None, None, None, [], None
+    wanted = grid_widths(job.groups, job.dims) if plan.target_latency else {}
     if plan.target_latency:
-        table, key, path = _table(model, input_shape, plan, wanted, sha)
-        pred = Predictor(table, dims, groups)
-        goal = target_ms / base_ms
-        aim, tried = goal, []
-        for _ in range(ATTEMPTS):
-            try:
-                if plan.halp:
-                    keep = halp_widths(pred, aim)
-                    ratio, records = None, None
-                else:
-                    ratio, pruned, records = _ratio_for(pred, groups, model, input_shape, factory, plan, protected,
-                                                        aim, on_trial)
-                    keep = _ranked(records, groups)
-            except UserError:
-                if not tried:
-                    raise
-                break  # a corrected aim the table cannot reach: keep what was measured
-            if plan.round_auto:
-                break  # rounded below, measured once
-            if plan.halp:
-                pruned, records = _trial(model, input_shape, factory, 0.0, plan, protected, keep)
-            ms = measure([base, pruned], input_shape, plan.latency_batch, plan.device)
-            got = ms[1] / ms[0]
-            attempts.append({"aimed": aim, "predicted": pred.ratio(keep), "measured": got})
-            tried.append((got, ratio, pruned, records, keep))
-            err.print(f"  predicted {pred.ratio(keep):.3f}×, measured {got:.3f}× the latency (asked {goal:.3f}×)")
-            if abs(got / goal - 1) <= TOLERANCE:
-                break
-            aim = min(0.999, max(1e-3, aim * goal / got))
-        if tried:  # the closest measurement at or under the target (+ tolerance), else the closest
-            under = [t for t in tried if t[0] <= goal * (1 + TOLERANCE)]
-            _, ratio, pruned, records, keep = min(under or tried, key=lambda t: abs(t[0] - goal))
-        ranked = keep
+        base_ms = measure([job.base], input_shape, plan.latency_batch, plan.device)[0]
+        target_ratio = parse_target_latency(plan.target_latency, base_ms) / base_ms
+        table, key, path = _table(model, input_shape, plan, wanted, job.sha)
+        ratio, pruned, records, keep, attempts = _target_search(job, Predictor(table, job.dims, job.groups),
+                                                                target_ratio)
     else:
-        if plan.target_macs is not None:
-            from prunecli.pruning.structured import parse_target_macs
-
-            target = parse_target_macs(plan.target_macs, before.macs)
-            ratio, _, (records, _) = _search(model, input_shape, factory, target, _plain(plan), protected, on_trial)
-        else:
-            if plan.ratio is None or not 0 < plan.ratio < 1:
-                raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
-            ratio = plan.ratio
-            _, records = _trial(model, input_shape, factory, ratio, _plain(plan), protected)
-        ranked = _ranked(records, groups)
+        ratio, records = _ranked_choice(job, before)
+        keep = _ranked(records, job.groups)
     if plan.round_auto:
-        for n, ws in window_widths(groups, ranked, plan.round_window).items():
+        for n, ws in window_widths(job.groups, keep, plan.round_window).items():
             wanted[n] = sorted({*wanted.get(n, []), *ws})
-        table, key, path = _table(model, input_shape, plan, wanted, sha)
-        keep = round_auto(groups, table, ranked, plan.round_window, dims)
+        table, key, path = _table(model, input_shape, plan, wanted, job.sha)
+        ranked, keep = keep, round_auto(job.groups, table, keep, plan.round_window, job.dims)
         moved = sum(keep[g] != ranked[g] for g in keep)
         err.print(f"--round-to auto: {moved} of {len(keep)} group widths moved to a faster width (±{plan.round_window})")
-        pruned, records = None, None
-    if pruned is None or plan.round_auto:
+        pruned = None
+    if pruned is None:
         records = prune_at(model, input_shape, factory(seed=plan.seed), 0.0, plan, protected, keep)
         pruned = model
-    after_ms = measure([base, pruned], input_shape, plan.latency_batch, plan.device)
-    record = {"device": plan.device, "batch": plan.latency_batch, "dtype": "float32",
-              "threads": torch.get_num_threads(), "before_ms": after_ms[0], "after_ms": after_ms[1],
-              "speedup": after_ms[0] / after_ms[1], "target": plan.target_latency,
-              "target_ratio": None if target_ms is None else target_ms / base_ms,
-              "predicted_ratio": Predictor(table, dims, groups).ratio(_ranked(records, groups)),
-              "table": path, "table_key": key, "widths": _ranked(records, groups), "attempts": attempts,
-              "method": "halp" if plan.halp else ("round-auto" if plan.round_auto else "ratio-search"),
-              "runs": MEASURE_RUNS, "protocol": "base and pruned interleaved, 2 warm-up, median"}
-    err.print(f"measured at batch {plan.latency_batch} on {plan.device}: {after_ms[0]:.3g} → {after_ms[1]:.3g} ms "
-              f"({record['speedup']:.2f}× faster)")
+    record = _measured(job, pruned, records, Predictor(table, job.dims, job.groups), target_ratio)
+    record.update({"table": path, "table_key": key, "attempts": attempts})
     total = sum(r["channels_before"] for r in records) or 1
     kept_ratio = ratio if ratio is not None else sum(len(r["removed"]) for r in records) / total
     return pruned, Outcome(kept_ratio, before, count(pruned, input_shape), records,
                            list(protected) + plan.ignore, latency=record)
+
+
+def _ranked_choice(job: _Job, before) -> tuple[float, list[dict]]:
+    """The widths the importance ranking chooses at `--ratio` or `--target-macs` (on a copy)."""
+    from prunecli.pruning.structured import _search, parse_target_macs
+
+    plan = _plain(job.plan)
+    if plan.target_macs is not None:
+        target = parse_target_macs(plan.target_macs, before.macs)
+        ratio, _, (records, _) = _search(job.model, job.input_shape, job.factory, target, plan, job.protected,
+                                         job.on_trial)
+        return ratio, records
+    if plan.ratio is None or not 0 < plan.ratio < 1:
+        raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
+    return plan.ratio, _trial(job.model, job.input_shape, job.factory, plan.ratio, plan, job.protected)[1]
+
+
+def _target_search(job: _Job, pred: Predictor, goal: float):
+    """Widths at `goal` × the measured latency: predicted by the table, then measured; a miss beyond
+    `TOLERANCE` corrects the aim by it (`ATTEMPTS` measurements). With --round-to auto the first
+    prediction is kept unmeasured (it is rounded, then measured once)."""
+    plan, aim, tried, attempts = job.plan, goal, [], []
+    ratio = pruned = records = keep = None
+    for _ in range(ATTEMPTS):
+        try:
+            if plan.halp:
+                keep, ratio = halp_widths(pred, aim), None
+            else:
+                ratio, pruned, records = _ratio_for(pred, job.groups, job.model, job.input_shape, job.factory, plan,
+                                                    job.protected, aim, job.on_trial)
+                keep = _ranked(records, job.groups)
+        except UserError:
+            if not tried:
+                raise
+            break  # a corrected aim the table cannot reach: keep what was measured
+        if plan.round_auto:
+            return ratio, None, records, keep, attempts
+        if plan.halp:
+            pruned, records = _trial(job.model, job.input_shape, job.factory, 0.0, plan, job.protected, keep)
+        ms = measure([job.base, pruned], job.input_shape, plan.latency_batch, plan.device)
+        got = ms[1] / ms[0]
+        attempts.append({"aimed": aim, "predicted": pred.ratio(keep), "measured": got})
+        tried.append((got, ratio, pruned, records, keep))
+        err.print(f"  predicted {pred.ratio(keep):.3f}×, measured {got:.3f}× the latency (asked {goal:.3f}×)")
+        if abs(got / goal - 1) <= TOLERANCE:
+            break
+        aim = min(0.999, max(1e-3, aim * goal / got))
+    under = [t for t in tried if t[0] <= goal * (1 + TOLERANCE)]  # the closest at or under, else the closest
+    _, ratio, pruned, records, keep = min(under or tried, key=lambda t: abs(t[0] - goal))
+    return ratio, pruned, records, keep, attempts
+
+
+def _measured(job: _Job, pruned, records, pred: Predictor, target_ratio) -> dict:
+    """`.flops.json`'s `latency.prune`: the unpruned and pruned model measured side by side."""
+    plan = job.plan
+    ms = measure([job.base, pruned], job.input_shape, plan.latency_batch, plan.device)
+    widths = _ranked(records, job.groups)
+    err.print(f"measured at batch {plan.latency_batch} on {plan.device}: {ms[0]:.3g} → {ms[1]:.3g} ms "
+              f"({ms[0] / ms[1]:.2f}× faster)")
+    return {"device": plan.device, "batch": plan.latency_batch, "dtype": "float32", "threads": torch.get_num_threads(),
+            "before_ms": ms[0], "after_ms": ms[1], "speedup": ms[0] / ms[1], "target": plan.target_latency,
+            "target_ratio": target_ratio, "predicted_ratio": pred.ratio(widths), "widths": widths,
+            "method": "halp" if plan.halp else ("round-auto" if plan.round_auto else "ratio-search"),
+            "runs": MEASURE_RUNS, "protocol": "base and pruned interleaved, 2 warm-up, median"}
 
 
 def _plain(plan):
