@@ -30,6 +30,9 @@ def profile(
     # export (issue 16): time the model as onnxruntime runs it (prunecli/export/ort.py)
     backend: Annotated[str, typer.Option("--backend", **O.choice("--backend", "torch", "onnxruntime"),
                                          help="what runs the timed passes: torch, or onnxruntime (the model exported to ONNX in-process and verified; CPU provider, CUDA where present; needs `pip install -e .[export]`)")] = "torch",
+    # per-layer latency (issue 16, latency-aware pruning)
+    layer_latency: Annotated[bool, typer.Option("--latency", help="with --per-layer: also time each layer alone at each batch size (interleaved, medians)")] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="dtype of the per-layer latency (--latency)", **O.choice("--dtype", "float32", "bfloat16", "float16"))] = "float32",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -43,6 +46,9 @@ def profile(
     (other / this): MACs and params reduction, and speedup, the time ratio
     other / this of the chosen statistic (above 1: this checkpoint is faster;
     1.52 means 1.52×, not "52% faster").
+
+    --per-layer --latency times each layer alone (its own weights, a random input of
+    the shape it sees in the model, --dtype) next to its MACs: where the time goes.
 
     Rewrites the `<stem>.flops.json` sidecar beside CHECKPOINT with the
     counts and the measured latency (not for `-`).
@@ -70,6 +76,10 @@ def profile(
     from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
 
     set_skip_bad_images(skip_bad_images)
+    if layer_latency and not per_layer:  # per-layer latency
+        from prunecli.errors import UserError
+
+        raise UserError("--latency times layers: give it with --per-layer")
     from prunecli.io.sidecars import check_result_path, write_result  # issue 17 (report): -o sidecar
 
     check_result_path(output, checkpoint, "profile")
@@ -78,6 +88,7 @@ def profile(
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
         stat=stat,
         backend=backend,  # export (issue 16)
+        layer_latency=dtype if layer_latency else None,  # per-layer latency (issue 16)
     )
     if output is not None:  # issue 17 (report)
         write_result(output, result)

@@ -77,6 +77,10 @@ def prune(ctx: typer.Context, **values: Any) -> None:
 
       prunecli prune vgg.safetensors --method l1-unstructured --sparsity 0.8 --schedule iterative --data cifar100:DIR --finetune-epochs 10 --snapshots steps/ -o p.safetensors
 
+      prunecli prune r56.safetensors --method halp --importance taylor --data cifar10:DIR --target-latency 0.5x --latency-batch 64 -o r56_halp.safetensors
+
+      prunecli prune r56.safetensors --method l1 --target-macs 0.5x --round-to auto -o r56_auto.safetensors
+
       prunecli prune search.safetensors --method zero-groups -o compact.safetensors   # --threshold 1e-6 --fold reference
 
       prunecli prune search.safetensors --method zero-groups --fold exact-1x1 -o compact.safetensors
@@ -117,27 +121,33 @@ def _structured(chosen, v: dict) -> None:
     method, output, checkpoint = chosen.name, v["output"], v["checkpoint"]
     threshold, fold = _zero_groups_options(method, v.get("threshold"), v.get("fold"))
     ratio, target_macs, data, reuse = v.get("ratio"), v.get("target_macs"), v["data"], v.get("reuse")
+    target_latency = v.get("target_latency")
     if chosen.decide is not None:
         _check_decided(method, threshold, data or reuse or not chosen.decide_needs_data)
-    elif (ratio is None) == (target_macs is None):
-        raise UserError("give exactly one of --ratio or --target-macs")
+    else:
+        _check_budget(method, ratio, target_macs, target_latency)
     if v.get("remove_blocks") and not v.get("blocks"):
         raise UserError("--remove-blocks needs --blocks GLOB naming the removable blocks, e.g. 'stages.2.blocks.*'")
     from prunecli.pruning.run import run_prune
     from prunecli.pruning.structured import PrunePlan
 
     ignore = v["ignore"] or []
+    round_to = v["round_to"] if v["round_to"] in (None, "auto") else int(v["round_to"])
     plan = PrunePlan(ratio=ratio, target_macs=target_macs, global_pruning=v["global_pruning"], ignore=ignore,
-                     round_to=v["round_to"], max_ratio=v["max_ratio"], seed=v["seed"], head_ratio=v["head_ratio"],
-                     head_dim_ratio=v["head_dim_ratio"], remove_blocks=v["remove_blocks"], blocks=v["blocks"])
+                     round_to=None if round_to == "auto" else round_to, max_ratio=v["max_ratio"], seed=v["seed"],
+                     head_ratio=v["head_ratio"], head_dim_ratio=v["head_dim_ratio"],
+                     remove_blocks=v["remove_blocks"], blocks=v["blocks"], **_latency_plan(v, checkpoint))
     options = {"ratio": ratio, "target_macs": target_macs, "global": v["global_pruning"], "ignore": ignore,
-               "round_to": v["round_to"], "max_ratio": v["max_ratio"], "data": data,
+               "round_to": round_to, "max_ratio": v["max_ratio"], "data": data,
                "calib_batches": v["calib_batches"], "seed": v["seed"], "threshold": threshold,
                "samples": v["samples"], "reuse": reuse, "importance": v["importance"],
                "head_ratio": v["head_ratio"], "head_dim_ratio": v["head_dim_ratio"],
                "remove_blocks": v["remove_blocks"], "blocks": v["blocks"], "selection": v["selection"]}
     if fold is not None:
         options["fold"] = fold
+    if plan.latency_aware:
+        options |= {"target_latency": target_latency, "latency_batch": plan.latency_batch,
+                    "round_window": plan.round_window, "latency_device": plan.device}
     from prunecli.pruning.deadline import time_limit
 
     try:
@@ -151,6 +161,30 @@ def _structured(chosen, v: dict) -> None:
     if output != "-":
         print_result(result, v["json"], lambda: table(f"pruned → {output}", ["", "value"],
                                                       [[k, x] for k, x in result.items()]))
+
+
+# latency-aware pruning (issue 16): the budget options and the plan's latency fields
+def _check_budget(method: str, ratio, target_macs, target_latency) -> None:
+    """Exactly one budget; HALP's is a latency."""
+    from prunecli.errors import UserError
+
+    if method == "halp":
+        if target_latency is None or ratio is not None or target_macs is not None:
+            raise UserError("--method halp needs --target-latency (0.5x or 12ms) and takes no --ratio/--target-macs")
+    elif sum(x is not None for x in (ratio, target_macs, target_latency)) != 1:
+        raise UserError("give exactly one of --ratio, --target-macs or --target-latency")
+
+
+def _latency_plan(v: dict, checkpoint: str) -> dict:
+    """PrunePlan's latency fields: the device the latency is measured on, the table cached beside CHECKPOINT."""
+    aware = v.get("target_latency") is not None or v.get("round_to") == "auto" or v["method"] == "halp"
+    if not aware:
+        return {}
+    from prunecli.utils.runtime import resolve_device
+
+    return {"target_latency": v.get("target_latency"), "latency_batch": v.get("latency_batch") or 64,
+            "round_auto": v.get("round_to") == "auto", "round_window": v.get("round_window") or 8,
+            "device": resolve_device(v["device"]), "table_source": None if checkpoint == "-" else checkpoint}
 
 
 def _check_decided(method: str, threshold, has_input) -> None:

@@ -40,7 +40,7 @@ class Method:
     any other method-specific option given with it is refused."""
 
 
-_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka", "zero_groups")
+_FILES = ("magnitude", "taylor", "random", "similarity", "isomorphic", "l1_unstructured", "cka", "zero_groups", "halp")
 METHODS: Registry[Method] = Registry("method", tuple(f"prunecli.methods.{f}" for f in _FILES))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from prunecli.methods import Method, register_method
 from prunecli.methods.params import ISOMORPHIC, RANKING, Param
 
-IMPORTANCE = Param("importance", str, "taylor", "criterion for --method isomorphic", ISOMORPHIC,
+IMPORTANCE = Param("importance", str, "taylor", "criterion for --method isomorphic|halp", ISOMORPHIC,
                    choices=("taylor", "l1", "l2", "random"))
 
 register_method(Method(

@@ -72,6 +72,30 @@ def in_half_open_unit(value: float) -> str | None:
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
 
 
+def check_target_latency(text: str) -> str | None:
+    """`0.5x` (a factor in (0, 1) of the measured latency) or `12ms` (positive)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(x|ms)\s*", text)
+    if not m:
+        return f"{text!r}: expected a factor of the measured latency (0.5x) or milliseconds (12ms)"
+    value = float(m.group(1))
+    if value <= 0 or (m.group(2) == "x" and value >= 1):
+        return f"{text}: a factor must be in (0, 1), milliseconds positive"
+    return None
+
+
+# latency-aware pruning (issue 16): a measured latency budget and the latency table's batch
+LATENCY_PARAMS = (
+    Param("target_latency", str | None, None, "latency budget on this device: a factor of the measured "
+          "latency (0.5x) or milliseconds (12ms) at --latency-batch; the ratio is searched on a per-layer "
+          "latency table (`<stem>.latency.json`) and checked by measurement", BUDGET, check=check_target_latency),
+    Param("latency_batch", int, 64, "batch size the latency (--target-latency, --round-to auto) is measured at",
+          BUDGET, min=1),
+    Param("round_window", int, 8, "--round-to auto: look ±N channels around the ranked width", BUDGET, min=1),
+)
+
+
 # the channel budget of the methods that rank channels (l1, l2, taylor, random, isomorphic)
 BUDGET_PARAMS = (
     Param("ratio", float | None, None, "channel pruning ratio in (0,1) (Torch-Pruning's pruning_ratio)",
@@ -80,10 +104,13 @@ BUDGET_PARAMS = (
           "MAC budget: 2.5G, 300M, or a factor of the model's MACs (0.5x); the ratio is searched", BUDGET),
     Param("global_pruning", bool, False, "rank channels across layers (global) or within each layer (local)",
           BUDGET, flags=("--global/--local",)),
-    Param("round_to", int | None, None, "keep channel counts multiples of N (e.g. 8 for fast kernels)", BUDGET,
-          min=1),
+    Param("round_to", str | None, None, "keep channel counts multiples of N (e.g. 8 for fast kernels), or `auto`: "
+          "per group the width this device runs fastest within ±--round-window of the ranked one (measured)",
+          BUDGET, check=lambda v: None if v == "auto" or (v.isdigit() and int(v) >= 1)
+          else f"must be a positive integer or auto, got {v!r}"),
     Param("max_ratio", float, 0.9, "most any one layer may lose (global pruning, MAC search)", BUDGET,
           check=in_open_unit),
+    *LATENCY_PARAMS,
 )
 
 # ViT heads and whole blocks: any ranking method (isomorphic is the one that needs them)

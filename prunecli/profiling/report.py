@@ -49,7 +49,8 @@ def device_name(device: str) -> str:
 
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
                  per_layer: bool, data: str | None = None, tol: float | None = None,
-                 own_tol: bool = False, stat: str = "median", backend: str = "torch") -> list[dict[str, Any]]:
+                 own_tol: bool = False, stat: str = "median", backend: str = "torch",
+                 layer_latency: str | None = None) -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.console import err
@@ -94,12 +95,27 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
             result["solver"] = solver_report(item.model, inputs, shape, device, solver_tol)
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
+            if layer_latency:  # per-layer latency (issue 16): each layer alone, at each batch size
+                _add_layer_latency(result, item.model, shape, batch_sizes, device, layer_latency, warmup, runs)
         sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
         result["backend"] = backend  # export (issue 16)
         result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup, backend)
                              if i == 0 else None)
         results.append(result)
     return results
+
+
+def _add_layer_latency(result, model, shape, batch_sizes, device, dtype, warmup, runs) -> None:
+    """`latency_ms` ({batch: median ms}) on each per-layer row; `layer_latency` says how it was measured."""
+    from prunecli.profiling.lut import time_layers
+
+    names = [row["name"] for row in result["layers"]]
+    timed = {b: time_layers(model, shape, names, b, device, dtype, warmup, runs) for b in batch_sizes}
+    for row in result["layers"]:
+        row["latency_ms"] = {str(b): timed[b].get(row["name"]) for b in batch_sizes}
+    result["layer_latency"] = {"dtype": dtype, "batch_sizes": batch_sizes, "warmup": warmup, "runs": runs,
+                               "protocol": "each layer alone on a random input of its shape in the model, "
+                                           "timed runs interleaved across layers, median"}
 
 
 def same_tolerance(models, tol: float | None, own_tol: bool) -> float | None:
@@ -163,7 +179,8 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory,
                 **timing_protocol(device, latency[0].get("stat", "median")),
-                "backend": backend}  # export (issue 16): which runtime the latency is of
+                "backend": backend,  # export (issue 16): which runtime the latency is of
+                **_prune_latency(src)}
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
     from prunecli.errors import UserError
 
@@ -175,6 +192,19 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
         warn(f"{refused}; the sidecar is not updated")
         return None
     return str(path) if path else None
+
+
+def _prune_latency(src: str) -> dict:
+    """`latency.prune` of the existing sidecar (what latency-aware pruning measured): kept on rewrite."""
+    import json
+
+    from prunecli.io.sidecars import sidecar_path
+
+    try:
+        old = json.loads(sidecar_path(src, "flops.json").read_text()).get("latency") or {}
+    except (OSError, ValueError):
+        return {}
+    return {"prune": old["prune"]} if "prune" in old else {}
 
 
 def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +221,7 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
                         warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
                         tol: float | None = None, own_tol: bool = False, stat: str = "median",
-                        backend: str = "torch") -> dict[str, Any]:
+                        backend: str = "torch", layer_latency: str | None = None) -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
     check_stat(stat)
@@ -203,7 +233,7 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     if threads is not None:
         torch.set_num_threads(threads)
     results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer, data, tol, own_tol, stat, backend)
+                           per_layer, data, tol, own_tol, stat, backend, layer_latency)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat),
@@ -294,7 +324,10 @@ def _layer_table(result: dict[str, Any], other: dict[str, Any] | None):
     from prunecli.console import table
 
     theirs = {row["name"]: row for row in (other or {}).get("layers", [])}
-    cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else [])]
+    batches = [str(b) for b in result.get("layer_latency", {}).get("batch_sizes", [])]  # per-layer latency
+    cols = ["layer", "kind", "MACs", "params", *(["MACs (other)"] if other else []),
+            *[f"ms b={b}" for b in batches]]
     rows = [[row["name"], row["kind"], row["macs"], row["params"],
-             *([theirs.get(row["name"], {}).get("macs")] if other else [])] for row in result["layers"]]
+             *([theirs.get(row["name"], {}).get("macs")] if other else []),
+             *[row["latency_ms"].get(b) for b in batches]] for row in result["layers"]]
     return table("per layer", cols, rows)

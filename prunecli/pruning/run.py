@@ -145,7 +145,7 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
             calibration = {**drawn.record, "mode": "eval"}
         err.print(f"pruning {header.model.name} with {method.name} "
                   f"({'global' if plan.global_pruning else 'local'}, "
-                  f"{'ratio ' + str(plan.ratio) if plan.target_macs is None else 'target ' + plan.target_macs})")
+                  f"{_budget(plan)})")
         with torch.enable_grad(), forward_guard("while pruning"):
             pruned, outcome = prune(model, shape, criterion.importance, plan, loaded.entry.protected,
                                     on_trial=lambda r, m: err.print(f"  ratio {r:.4f} → {m:,} MACs"))
@@ -168,12 +168,23 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
     # The sidecar compares with the unpruned architecture: the input itself unless it was pruned before.
     unpruned = outcome.before if not header.structure else count(fresh, shape)
     flops = flops_sidecar(unpruned, outcome.after, shape, name)
+    if outcome.latency:  # latency-aware pruning: measured before/after and the table it came from
+        flops = flops.model_copy(update={"latency": {"prune": outcome.latency}})
     write_sidecar(out, "flops.json", flops)
     before, after = outcome.before, outcome.after
     return {"output": out, "method": method.name, "ratio": outcome.ratio, "macs_before": before.macs,
             "macs_after": after.macs, "macs_ratio": before.macs / max(1, after.macs),
             "params_before": before.params, "params_after": after.params, "pruned_layers": len(outcome.layers),
-            **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {}), **outcome.output_diff}
+            **({"removed_blocks": len(outcome.blocks)} if outcome.blocks else {}), **outcome.output_diff,
+            **({"latency": {k: outcome.latency[k] for k in ("batch", "device", "before_ms", "after_ms", "speedup",
+                                                             "target", "target_ratio", "table")}}
+               if outcome.latency else {})}
+
+
+def _budget(plan) -> str:
+    if plan.target_latency is not None:
+        return f"target latency {plan.target_latency} at batch {plan.latency_batch} on {plan.device}"
+    return "ratio " + str(plan.ratio) if plan.target_macs is None else "target " + plan.target_macs
 
 
 def _unpruned(header):

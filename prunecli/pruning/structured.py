@@ -47,6 +47,22 @@ class PrunePlan:
     remove_blocks: int = 0
     """After width pruning, replace this many lowest-scoring blocks matching `blocks` by identities."""
     blocks: str | None = None
+    # latency-aware pruning (issue 16; pruning/latency.py)
+    target_latency: str | None = None
+    """`0.5x` of the measured latency, or `12ms`, at `latency_batch` on `device`."""
+    latency_batch: int = 64
+    round_auto: bool = False
+    """Per group, the width the device runs fastest within ±`round_window` of the ranked choice."""
+    round_window: int = 8
+    halp: bool = False
+    """HALP's latency-saliency knapsack decides every group's width (methods/halp.py)."""
+    device: str = "cpu"
+    table_source: str | None = None
+    """The checkpoint beside which the latency table is cached (`<stem>.latency.json`)."""
+
+    @property
+    def latency_aware(self) -> bool:
+        return self.halp or self.round_auto or self.target_latency is not None
 
 
 @dataclass
@@ -58,6 +74,8 @@ class Outcome:
     protected: list[str]
     blocks: list[dict] = field(default_factory=list)
     output_diff: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)
+    """Latency-aware pruning: measured before/after, the target, the table (`.flops.json`'s `latency.prune`)."""
 
 
 def parse_target_macs(text: str, base_macs: int) -> int:
@@ -155,28 +173,48 @@ def extended(model: nn.Module, protected: tuple[str, ...], ignore: list[str]) ->
                     {**_attention_heads(model), **extension_heads}, groups)
 
 
-def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...]) -> list[dict]:
-    """Prune `model` in place at channel ratio `ratio`; returns one record per pruned layer."""
-    from prunecli.pruning.extensions import after_prune, fix_graph
+def make_pruner(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...],
+                widths: dict[str, int] | None = None):
+    """Torch-Pruning's pruner for `model` with the registry's extensions, its graph fixed.
+
+    `widths` (root layer name → channels kept) sets each listed group's width exactly (a local
+    scope per group, Torch-Pruning's `pruning_ratio_dict`); latency-aware pruning decides them.
+    """
+    from prunecli.pruning.extensions import fix_graph
 
     ext = extended(model, protected, plan.ignore)
     heads = ext.heads
-    recorder = _Recorder(importance, model)
+    ratio_dict = {tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None else {}
+    if widths is not None:  # int(C·(1 − r)) = w exactly: r = 1 − (w + ½)/C
+        named = dict(model.named_modules())
+        ratio_dict.update({named[n]: 1 - (w + 0.5) / _out_channels(named[n]) for n, w in widths.items()})
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, \
             graph_errors(_PRUNER_HINT):
         warnings.simplefilter("always")
         pruner = tp.pruner.BasePruner(
-            model, example_input(input_shape), importance=recorder,
-            global_pruning=plan.global_pruning or plan.isomorphic, isomorphic=plan.isomorphic,
-            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio, ignored_layers=ext.ignored + ext.hidden,
-            round_to=plan.round_to, num_heads=heads, out_channel_groups=ext.groups,
+            model, example_input(input_shape), importance=importance,
+            global_pruning=(plan.global_pruning or plan.isomorphic) and widths is None,
+            isomorphic=plan.isomorphic and widths is None,
+            pruning_ratio=ratio, max_pruning_ratio=plan.max_ratio if widths is None else 1.0,
+            ignored_layers=ext.ignored + ext.hidden,
+            round_to=plan.round_to if widths is None else None, num_heads=heads, out_channel_groups=ext.groups,
             customized_pruners=ext.custom or None, unwrapped_parameters=ext.unwrapped or None,
-            pruning_ratio_dict={tuple(heads): plan.head_dim_ratio} if heads and plan.head_dim_ratio is not None
-            else None,
+            pruning_ratio_dict=ratio_dict or None,
             prune_num_heads=plan.head_ratio > 0, head_pruning_ratio=plan.head_ratio,
         )
     _report(caught)
     fix_graph(model, pruner.DG)  # before any group is formed
+    return pruner
+
+
+def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...],
+             widths: dict[str, int] | None = None) -> list[dict]:
+    """Prune `model` in place at channel ratio `ratio` (or at `widths`, see `make_pruner`);
+    returns one record per pruned layer."""
+    from prunecli.pruning.extensions import after_prune, fix_graph
+
+    recorder = _Recorder(importance, model)
+    pruner = make_pruner(model, input_shape, recorder, ratio, plan, protected, widths)
     names = {m: n for n, m in model.named_modules()}
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
@@ -298,6 +336,10 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     before = count(model, input_shape)
     with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
         refuse_sliced_concats(model, _graph(model, input_shape), _left_alone(model, protected, plan.ignore))
+    if plan.latency_aware:  # latency-aware pruning (issue 16)
+        from prunecli.pruning.latency_run import prune_for_latency
+
+        return prune_for_latency(model, input_shape, importance_factory, plan, protected, before, on_trial)
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")

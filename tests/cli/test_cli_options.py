@@ -89,7 +89,7 @@ FOREIGN = [  # (option given, method that does not take it) → the methods that
     (["--sparsity", "0.5"], "taylor", "l1-unstructured"),
     (["--fold", "exact-1x1"], "similarity", "zero-groups"),
     (["--samples", "8"], "isomorphic", "similarity"),
-    (["--importance", "l1"], "l2", "isomorphic"),
+    (["--importance", "l1"], "l2", "halp|isomorphic"),
     (["--ratio", "0.5"], "l1-unstructured", "isomorphic|l1|l2|random|taylor"),
     (["--head-ratio", "0.5"], "zero-groups", "isomorphic|l1|l2|random|taylor"),
     (["--mixup", "0.2"], "random", "l1-unstructured"),

@@ -243,7 +243,7 @@ CASES |= {  # an option given to a method that does not take it; closed sets (is
     "prune mixup with l1": (["prune", "{ckpt}", "--ratio", "0.5", "--mixup", "0.2", *OUT],
                             "--mixup is for --method l1-unstructured"),
     "prune importance with l2": (["prune", "{ckpt}", "--method", "l2", "--importance", "l1", *OUT],
-                                 "--importance is for --method isomorphic"),
+                                 "--importance is for --method halp|isomorphic"),
     "prune bad schedule": (["prune", "{ckpt}", "--method", "l1-unstructured", "--schedule", "gradual", *OUT],
                            "--schedule must be oneshot, iterative or layerwise"),
     "prune bad importance": (["prune", "{ckpt}", "--method", "isomorphic", "--importance", "cka", *OUT],
@@ -332,6 +332,23 @@ def _check(code: int, out: str, err: str, needle: str, tmp_path) -> None:
     assert len(lines) == 1 and needle in lines[0], err
     assert not (tmp_path / "o.safetensors").exists()
     assert out == ""
+
+
+CASES |= {  # latency-aware pruning (issue 16): --target-latency, --round-to auto, halp, profile --latency
+    "prune target latency 0x": (["prune", "{ckpt}", "--target-latency", "0x", *OUT], "--target-latency 0x"),
+    "prune target latency 1.5x": (["prune", "{ckpt}", "--target-latency", "1.5x", *OUT], "in (0, 1)"),
+    "prune target latency syntax": (["prune", "{ckpt}", "--target-latency", "fast", *OUT], "milliseconds (12ms)"),
+    "prune round-to foo": (["prune", "{ckpt}", "--ratio", "0.5", "--round-to", "foo", *OUT],
+                           "--round-to must be a positive integer or auto"),
+    "prune halp without budget": (["prune", "{ckpt}", "--method", "halp", *OUT], "needs --target-latency"),
+    "prune halp with ratio": (["prune", "{ckpt}", "--method", "halp", "--ratio", "0.5", *OUT],
+                              "--ratio is for --method isomorphic|l1|l2|random|taylor"),
+    "prune ratio and latency": (["prune", "{ckpt}", "--ratio", "0.5", "--target-latency", "0.5x", *OUT],
+                                "exactly one"),
+    "prune latency above model": (["prune", "{ckpt}", "--target-latency", "100000ms", "--latency-batch", "1",
+                                   "--device", "cpu", *OUT], "below the model's measured"),
+    "profile latency without per-layer": (["profile", "{ckpt}", "--latency"], "--per-layer"),
+}
 
 
 def test_at_least_80_cases_cover_every_subcommand_and_family():

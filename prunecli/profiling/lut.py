@@ -1,0 +1,251 @@
+"""Latency lookup table: each prunable layer timed alone at candidate output widths, on this device.
+
+Latency-aware pruning (HALP, Shen et al. NeurIPS 2022; `prune --round-to auto`,
+`--target-latency`) needs what a layer costs at a width it does not have yet. Timing the whole
+model for every candidate is too slow, so each Conv/Linear is rebuilt at each candidate output
+width (same kernel, stride, padding, groups; depthwise stays depthwise) and timed in isolation on
+an input of the shape it sees in the model (captured with forward hooks), with the protocol of
+`profiling.latency`: warm-up, timed runs interleaved across the widths of a layer, medians.
+
+A layer's input width is that of the model being pruned; the predicted latency of a pruned
+model scales each layer by its kept input fraction (`predict`), as HALP's per-layer latency
+uses the previous layer's current width. Elementwise layers (BN, activations) are not timed:
+`predict` returns a ratio to the unpruned prediction, which the caller applies to a measured
+whole-model latency and verifies by a real measurement.
+
+The table is cached beside the checkpoint as `<stem>.latency.json`, keyed by device, device
+name, torch version, threads, batch, dtype and the architecture's hash (tensor names and
+shapes: timings do not depend on weight values); any difference discards it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def table_key(arch_sha256: str, device: str, batch: int, dtype: str) -> dict[str, Any]:
+    """What a cached table must match to be reused: any change in it changes the timings."""
+    import torch
+
+    from prunecli.profiling.report import device_name
+
+    return {"arch_sha256": arch_sha256, "device": device, "device_name": device_name(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "batch": int(batch), "dtype": dtype}
+
+
+def capture_inputs(model, input_shape, names: list[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """name → the shape (batch 1) of the single tensor each leaf module receives in a forward pass."""
+    import torch
+
+    from prunecli.profiling.counts import example_input
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = {n: m for n, m in model.named_modules() if n and next(m.children(), None) is None}
+    if names is not None:
+        modules = {n: modules[n] for n in names if n in modules}
+
+    def hook(name):
+        def seen(module, inputs, output) -> None:
+            if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
+                shapes.setdefault(name, tuple(inputs[0].shape))
+        return seen
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input(input_shape))
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def time_modules(items: list[tuple[Any, Any]], device: str, warmup: int, runs: int) -> list[float]:
+    """Median ms of each (module, input), the timed runs interleaved across the items."""
+    from prunecli.profiling.latency import time_forward
+
+    for module, x in items:
+        time_forward(module, x, device, warmup, 0)
+    times: list[list[float]] = [[] for _ in items]
+    for _ in range(runs):
+        for i, (module, x) in enumerate(items):
+            times[i].extend(time_forward(module, x, device, 0, 1))
+    return [statistics.median(t) for t in times]
+
+
+def at_width(module, width: int):
+    """A fresh Conv/Linear like `module` with `width` output channels (depthwise: in = out = groups)."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return nn.Linear(module.in_features, width, bias=module.bias is not None)
+    depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+    cin, groups = (width, width) if depthwise else (module.in_channels, module.groups)
+    if width % groups:  # a grouped conv keeps its group count: widths step by it
+        width = max(groups, width // groups * groups)
+    return type(module)(cin, width, module.kernel_size, module.stride, module.padding, module.dilation, groups,
+                        module.bias is not None, module.padding_mode)
+
+
+def _input(module, shape, batch: int, width: int, device: str, dtype: str):
+    import torch
+    import torch.nn as nn
+
+    shape = list(shape)
+    if not isinstance(module, nn.Linear) and module.groups > 1 and module.groups == module.in_channels:
+        shape[1] = width  # depthwise: its input is as wide as its output
+    return torch.randn(batch, *shape[1:], device=device, dtype=_dtype(dtype))
+
+
+def time_layer_widths(model, input_shape, widths: dict[str, list[int]], batch: int, device: str = "cpu",
+                      dtype: str = "float32", warmup: int = 2, runs: int = 5) -> dict[str, dict[int, float]]:
+    """layer → {width: median ms} for each named Conv/Linear at each candidate output width."""
+    import torch
+
+    named = dict(model.named_modules())
+    shapes = capture_inputs(model, input_shape, list(widths))
+    out: dict[str, dict[int, float]] = {}
+    with torch.inference_mode():
+        for name, ws in widths.items():
+            if name not in shapes or not ws:
+                continue
+            layer = named[name]
+            items = [(at_width(layer, w).to(device, _dtype(dtype)).eval(),
+                      _input(layer, shapes[name], batch, w, device, dtype)) for w in ws]
+            out[name] = dict(zip(ws, time_modules(items, device, warmup, runs)))
+    return out
+
+
+def table_path(checkpoint: str) -> Path:
+    from prunecli.io.sidecars import sidecar_path
+
+    return sidecar_path(checkpoint, "latency.json")
+
+
+def load_table(checkpoint: str | None, key: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """The cached timings beside `checkpoint` if its key matches `key` exactly, else nothing."""
+    if not checkpoint or checkpoint == "-":
+        return {}
+    path = table_path(checkpoint)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if doc.get("key") != key:
+        return {}
+    return {name: {int(w): float(ms) for w, ms in row.items()} for name, row in doc.get("layers", {}).items()}
+
+
+def save_table(checkpoint: str | None, key: dict[str, Any], layers: dict[str, dict[int, float]]) -> str | None:
+    if not checkpoint or checkpoint == "-":
+        return None
+    from prunecli.io.atomic import write_json
+
+    path = table_path(checkpoint)
+    write_json(path, {"key": key, "layers": {n: {str(w): ms for w, ms in sorted(row.items())}
+                                             for n, row in layers.items()}})
+    return str(path)
+
+
+def ensure(table: dict[str, dict[int, float]], model, input_shape, wanted: dict[str, list[int]], batch: int,
+           device: str, dtype: str, runs: int = 5) -> int:
+    """Time the (layer, width) pairs `wanted` that `table` lacks, adding them; returns how many were timed."""
+    missing = {n: sorted({w for w in ws if w not in table.get(n, {})}) for n, ws in wanted.items()}
+    missing = {n: ws for n, ws in missing.items() if ws}
+    if not missing:
+        return 0
+    for name, row in time_layer_widths(model, input_shape, missing, batch, device, dtype, runs=runs).items():
+        table.setdefault(name, {}).update(row)
+    return sum(len(ws) for ws in missing.values())
+
+
+def grid(channels: int, points: int = 16, multiple: int = 8) -> list[int]:
+    """Candidate widths: ≤ `points` evenly stepped ones and the full width; the step is a multiple of
+    `multiple` once it is that large (the widths fast kernels favour), else as fine as `points` allows."""
+    step = -(-channels // points)
+    if step >= multiple:
+        step = -(-step // multiple) * multiple
+    return sorted({*range(step, channels, step), channels})
+
+
+def lookup(row: dict[int, float], width: int) -> float:
+    """A layer's latency at `width`: the timed value, or linear interpolation between the timed neighbours."""
+    if width in row:
+        return row[width]
+    ws = sorted(row)
+    if width <= ws[0]:
+        return row[ws[0]] * width / ws[0]
+    if width >= ws[-1]:
+        return row[ws[-1]] * width / ws[-1]
+    hi = next(w for w in ws if w > width)
+    lo = max(w for w in ws if w < width)
+    return row[lo] + (row[hi] - row[lo]) * (width - lo) / (hi - lo)
+
+
+def layer_dims(model) -> dict[str, tuple[int, int, bool]]:
+    """Conv/Linear name → (in channels, out channels, depthwise)."""
+    import torch.nn as nn
+
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            out[name] = (m.in_features, m.out_features, False)
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            out[name] = (m.in_channels, m.out_channels, m.groups > 1 and m.groups == m.in_channels)
+    return out
+
+
+def predict(table: dict[str, dict[int, float]], full: dict[str, tuple[int, int, bool]],
+            widths: dict[str, tuple[int, int]]) -> float:
+    """Sum over the timed layers of latency(out width) × kept fraction of input width (HALP's model).
+
+    `full`: layer → (in, out, depthwise) unpruned (`layer_dims`); `widths`: layer → (in, out) now
+    (missing: unpruned). A depthwise conv was timed with its input as wide as its output.
+    """
+    total = 0.0
+    for name, (cin, cout, depthwise) in full.items():
+        if name not in table:
+            continue
+        win, wout = widths.get(name, (cin, cout))
+        total += lookup(table[name], wout) * (1.0 if depthwise else win / max(1, cin))
+    return total
+
+
+def time_layers(model, input_shape, names: list[str], batch: int, device: str = "cpu", dtype: str = "float32",
+                warmup: int = 5, runs: int = 20) -> dict[str, float]:
+    """name → median ms of the model's own layer alone at `batch` (`profile --per-layer --latency`).
+
+    Each layer runs on a random input of the shape it sees in the model; runs are interleaved
+    across the layers so a burst of load on a shared machine hits them alike. Layers that take
+    more than one tensor (or none) are left out.
+    """
+    import copy
+
+    import torch
+
+    named = dict(model.named_modules())
+    shapes = capture_inputs(model, input_shape, names)
+    items, kept = [], []
+    for name in names:
+        if name not in shapes:
+            continue
+        layer = named[name] if dtype == "float32" else copy.deepcopy(named[name]).to(_dtype(dtype))
+        x = torch.randn(batch, *shapes[name][1:], device=device, dtype=_dtype(dtype))
+        items.append((layer.to(device).eval(), x))
+        kept.append(name)
+    with torch.inference_mode():
+        return dict(zip(kept, time_modules(items, device, warmup, runs)))
