@@ -37,8 +37,7 @@ def writing(logdir: str | None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        # `\\[`: the error line is rich markup, which would take `[tensorboard]` for a style tag
-        raise UserError("--tensorboard needs the tensorboard package: pip install -e .\\[tensorboard]") from None
+        raise UserError("--tensorboard needs the tensorboard package: pip install -e .[tensorboard]") from None
     if not is_main():
         yield
         return
