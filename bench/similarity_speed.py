@@ -37,7 +37,7 @@ def setup():
 
     from prunecli.data import build_data
     from prunecli.models import build_model
-    from prunecli.pruning.structured import channel_groups
+    from prunecli.pruning.groups import channel_groups
 
     torch.manual_seed(0)
     model, _, _ = build_model("resnet56", num_classes=10)

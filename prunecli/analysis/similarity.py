@@ -17,8 +17,8 @@ from prunecli.analysis.tables import fitted
 from prunecli.console import err, progress
 from prunecli.errors import UserError
 from prunecli.profiling.counts import count
+from prunecli.pruning.groups import channel_groups, prune_indices
 from prunecli.pruning.similarity_graph import phash_bits, select, similarity_sum, tied_layers
-from prunecli.pruning.structured import channel_groups, prune_indices
 
 DEFAULT_THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 

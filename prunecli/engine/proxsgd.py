@@ -150,7 +150,7 @@ def search_status(header, cfg, threshold: float = 1e-6):
     from prunecli.methods.zero_groups import drop_zero_branches, zero_channels
     from prunecli.models import get_entry
     from prunecli.profiling.counts import count
-    from prunecli.pruning.structured import prune_indices
+    from prunecli.pruning.groups import prune_indices
 
     shape, protected = header.input_shape, get_entry(header.model.name).protected
     dense: list[int] = []

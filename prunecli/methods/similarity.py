@@ -33,7 +33,7 @@ def decide(loaded, options: dict) -> tuple[dict, dict]:
     (`calibration`: the --samples images `prune` drew with --seed) or from an `analyze --method
     similarity` report (`reuse`)."""
     from prunecli.analysis.similarity import collect, decisions, from_report
-    from prunecli.pruning.structured import channel_groups
+    from prunecli.pruning.groups import channel_groups
     from prunecli.utils.runtime import resolve_device
 
     model, header = loaded.model, loaded.header

@@ -16,7 +16,8 @@ from prunecli.io.sidecars import write_sidecar
 from prunecli.methods import get_method
 from prunecli.models import build_model
 from prunecli.profiling.counts import count, example_input, flops_sidecar
-from prunecli.pruning.structured import Outcome, PrunePlan, prune, prune_indices
+from prunecli.pruning.groups import prune_indices
+from prunecli.pruning.structured import Outcome, PrunePlan, prune
 from prunecli.pruning.verify import checked_bytes, forward_guard
 
 

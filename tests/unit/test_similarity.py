@@ -10,7 +10,7 @@ from scipy.fftpack import dct
 
 from prunecli.methods.similarity import phash_bits, select, similarity_sum
 from prunecli.models import build_model
-from prunecli.pruning.structured import channel_groups
+from prunecli.pruning.groups import channel_groups
 
 
 def reference_hash(fmap: np.ndarray) -> np.ndarray:
