@@ -96,10 +96,19 @@ def runs(out: Path) -> dict[str, dict[str, Path]]:
     """paper name → mode → that mode's arch folder, for the archs that have a baseline evaluation."""
     found: dict[str, dict[str, Path]] = {}
     for mode in MODES:
-        for d in sorted((out / mode).glob("*/base.eval.json")):
-            found.setdefault(paper_name(d.parent.name), {})[mode] = d.parent
+        for d in sorted(out.glob(f"{mode}-*-base/seed0/base.eval.json")):
+            found.setdefault(paper_name(d.parent.parent.name.split("-")[1]), {})[mode] = d.parent
     order = list(PAPER)
     return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def tau_dir(arch_dir: Path, tau: str) -> Path:
+    """Seed 0 of the τ setting beside the base setting `<mode>-<arch>-base/seed0`."""
+    return arch_dir.parent.parent / (arch_dir.parent.name.removesuffix("-base") + f"-similarity-tau{tau}") / "seed0"
+
+
+def taus_of(arch_dir: Path) -> list[Path]:
+    return sorted(arch_dir.parent.parent.glob(arch_dir.parent.name.removesuffix("-base") + "-similarity-tau*/seed0"))
 
 
 def measure(arch_dir: Path | None, tau: str | None) -> dict:
@@ -107,19 +116,19 @@ def measure(arch_dir: Path | None, tau: str | None) -> dict:
     if arch_dir is None:
         return {}
     if tau is None:
-        taus = sorted(arch_dir.glob("tau*/profile.json"))
+        taus = [d / "ft.profile.json" for d in taus_of(arch_dir) if (d / "ft.profile.json").exists()]
         base = load(taus[0])["compare"] if taus else {}
         log = epochs_log(arch_dir / "base.log")
         return {"best": max(log) if log else None, "last": load(arch_dir / "base.eval.json")["top1"],
                 "macs": base.get("macs_conv_dense"),
                 "macs_ours": base.get("macs"), "params": base.get("params_conv_dense"),
                 "params_ours": base.get("params")}
-    d = arch_dir / f"tau{tau}"
-    if not (d / "eval.json").exists():
+    d = tau_dir(arch_dir, tau)
+    if not (d / "ft.eval.json").exists():
         return {}
-    prof, log = load(d / "profile.json"), epochs_log(d / "ft.log")
+    prof, log = load(d / "ft.profile.json"), epochs_log(d / "ft.log")
     base = prof["compare"]
-    return {"best": max(log) if log else None, "last": load(d / "eval.json")["top1"],
+    return {"best": max(log) if log else None, "last": load(d / "ft.eval.json")["top1"],
             "macs": prof.get("macs_conv_dense"), "macs_ours": prof["macs"], "params": prof.get("params_conv_dense"),
             "params_ours": prof["params"], "macs_drop": drop(prof.get("macs_conv_dense"), base.get("macs_conv_dense")),
             "params_drop": drop(prof.get("params_conv_dense"), base.get("params_conv_dense"))}
@@ -144,8 +153,8 @@ def table(out: Path) -> tuple[list[list[str]], dict]:
     """Per arch: the baseline row, then τ from highest (least pruned) to lowest, as the paper lists them."""
     rows, facts = [], {}
     for name, modes in runs(out).items():
-        taus = sorted({d.name.removeprefix("tau") for m in modes.values() for d in m.glob("tau*")
-                       if (d / "eval.json").exists()}, key=lambda t: -float(t))
+        taus = sorted({d.parent.name.rsplit("-tau", 1)[1] for m in modes.values() for d in taus_of(m)
+                       if (d / "ft.eval.json").exists()}, key=lambda t: -float(t))
         rows.append(row(name, None, measure(modes.get("reference"), None), measure(modes.get("improved"), None)))
         rows += [row(name, t, measure(modes.get("reference"), t), measure(modes.get("improved"), t)) for t in taus]
         facts[name] = {mode: protocol(d, taus) for mode, d in modes.items()}
@@ -155,10 +164,10 @@ def table(out: Path) -> tuple[list[list[str]], dict]:
 def protocol(arch_dir: Path, taus: list[str]) -> str:
     """Model, budgets, seed and options of one mode's run, from the checkpoints' lineage."""
     base = lineage(arch_dir / "base.safetensors")[-1]["options"]
-    text = (f"`{arch_dir.name}`: pretrain {base['epochs']} ep ({base['optimizer']}, wd {base['weight_decay']:g} "
+    text = (f"`{arch_dir.parent.name.split('-')[1]}`: pretrain {base['epochs']} ep ({base['optimizer']}, wd {base['weight_decay']:g} "
             f"{base.get('weight_decay_mode', 'all')}, data `{base['data']}`), seed {base['seed']}")
-    ft = next((arch_dir / f"tau{t}" / "ft.safetensors" for t in taus
-               if (arch_dir / f"tau{t}" / "ft.safetensors").exists()), None)
+    ft = next((tau_dir(arch_dir, t) / "ft.safetensors" for t in taus
+               if (tau_dir(arch_dir, t) / "ft.safetensors").exists()), None)
     if ft is not None:
         entries = lineage(ft)
         prune = next((e["options"] for e in entries if e["command"] == "prune"), {})
@@ -176,8 +185,8 @@ def markdown(rows: list[list[str]]) -> str:
 def main(out: Path) -> None:
     rows, facts = table(out)
     print("# Similarity-graph filter pruning (Jiang Li et al., PRL 2023): paper, ours reference, ours improved\n")
-    print(f"Runs in `{out}`: `reference/` (the paper's Keras models, Keras L2, shift augmentation, the reference's "
-          "tie-breaks) and `improved/` (our models and defaults, strength tie-break); see README.md.\n")
+    print(f"Runs in `{out}` (seed 0 of each setting): `reference-*` (the paper's Keras models, Keras L2, shift augmentation, the reference's "
+          "tie-breaks) and `improved-*` (our models and defaults, strength tie-break); see README.md.\n")
     print("Protocol. **Accuracy**: top-1 on the validation split of the run's data (CIFAR-10: the test set). "
           "*best* = the highest over the fine-tuning epochs (base rows: pretraining epochs), which is what the "
           "paper reports (selected on the test set, so optimistic); *last* = after the last epoch, the model we "
@@ -187,7 +196,7 @@ def main(out: Path) -> None:
           "`prunecli profile` (Torch-Pruning's counter: BN, biases, pooling included). Reductions are against "
           "each run's own baseline. Paper: its README tables (baseline sizes implied by its reductions; no "
           "baseline accuracy is stated).\n")
-    if out.name.endswith("holdout") or any('holdout=' in load(p).get("data", "") for p in out.rglob("eval.json")):
+    if out.name.endswith("holdout") or any('holdout=' in load(p).get("data", "") for p in out.rglob("*.eval.json")):
         print("PROTOCOL=holdout: the epoch logs (*best*) are on the held-out training images, and the kept "
               "epoch is the best there (`--select best`); *last* is that model on the test set "
               "(`evaluate --split test`), the number to report.\n")

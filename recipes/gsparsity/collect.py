@@ -59,9 +59,15 @@ def protocol(d: Path) -> str:
             f"batch {retrain['batch_size']}; last epoch")
 
 
+def run_dir(out: Path, mode: str, mu: str) -> Path | None:
+    """Seed 0 of the setting `<mode>-<model>-gsparsity-mu<μ>` (None when it has not run)."""
+    found = sorted(out.glob(f"{mode}-*-gsparsity-mu{mu}/seed0/retrain.profile.json"))
+    return found[0].parent if found else None
+
+
 def ours(out: Path, mode: str, mu: str) -> list[str]:
-    d = out / mode / f"mu{mu}"
-    prof, zero = load(d / "profile.json"), load(d / "prune.json")
+    d = run_dir(out, mode, mu)
+    prof, zero = load(d / "retrain.profile.json"), load(d / "prune.json")
     speedup = prof.get("ratios", {}).get("speedup", {}).get("1")
     zeros = header(d / "search.safetensors")["metrics"].get("zero_groups")
     return [mu, MODES[mode], protocol(d), opt(None if zeros is None else 100 * zeros, ".1f", "%"),
@@ -78,11 +84,11 @@ def logs(mu: str) -> list[str]:
 
 
 def main(out: Path, mus: list[str]) -> None:
-    modes = [m for m in MODES if all((out / m / f"mu{mu}" / "profile.json").exists() for mu in mus)]
-    base = load(out / "base.eval.json")["top1"]
-    first = load(out / modes[0] / f"mu{mus[0]}" / "profile.json")["compare"]
+    modes = [m for m in MODES if all(run_dir(out, m, mu) for mu in mus)]
+    base = load(sorted(out.glob("base-*/seed0/base.eval.json"))[0])["top1"]
+    first = load(run_dir(out, modes[0], mus[0]) / "retrain.profile.json")["compare"]
     print("# GSparsity (ResNet-50 filter pruning): the repo logs, ours (reference), ours (improved)\n")
-    print(f"Runs in `{out}` ({', '.join(modes)}). Base model: {human(first['macs'])} MACs, "
+    print(f"Runs in `{out}` ({', '.join(modes)}; seed 0 of each setting). Base model: {human(first['macs'])} MACs, "
           f"{human(first['params'])} params, top-1 {base:.2f}% (logs: {BASE[0]}G, {BASE[1]}M, {BASE[2]}). "
           "Zero filters: conv1/conv2 filters with ‖W_f‖₂ < 1e-6 after the search's last epoch. Top-1 on the "
           "validation split after the search's last epoch, after zero-filter removal, and after the last "

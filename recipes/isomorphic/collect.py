@@ -90,10 +90,15 @@ def finetuning(ft: Path) -> str:
     return f"{entry['options']['epochs']} ep, last"
 
 
+def run_dir(out: Path, mode: str, target: str) -> Path:
+    """Seed 0 of the setting `<mode>-<target>-isomorphic`."""
+    return out / f"{mode}-{target}-isomorphic" / "seed0"
+
+
 def base_rows(out: Path, source: str, target: str, mode: str) -> list[list[str]]:
     """The unpruned source model: the paper's numbers and ours (size from a target's `profile --compare`)."""
-    top1 = load(out / "base" / f"{source}.eval.json")["top1"]
-    base = load(out / mode / target / "profile.json")["compare"]
+    top1 = load(out / f"base-{source}" / "seed0" / "base.eval.json")["top1"]
+    base = load(run_dir(out, mode, target) / "ft.profile.json")["compare"]
     rows = [[source, "ours", "", "unpruned", size(base["macs"]), "", size(base["params"]), "", acc(top1), "", ""]]
     if source in PAPER_BASE:
         pm, pp, pacc = PAPER_BASE[source]
@@ -109,13 +114,13 @@ def paper_row(target: str, source: str, goal: float) -> list[str]:
 
 def mode_row(out: Path, mode: str, target: str, source: str, spec: str) -> list[str]:
     """One pruned + fine-tuned model of one mode."""
-    d = out / mode / target
-    prof, prune = load(d / "profile.json"), load(d / "prune.json")
+    d = run_dir(out, mode, target)
+    prof, prune = load(d / "ft.profile.json"), load(d / "prune.json")
     options = load(d / "pruned.masks.json")["options"]
     goal = target_macs(spec, prune["macs_before"])
     speedup = prof.get("ratios", {}).get("speedup", {}).get("1")
     return [target, f"ours {mode}", source, budget(options), size(prof["macs"]), f"{prof['macs'] / goal:.3f}",
-            size(prof["params"]), acc(load(d / "pruned.eval.json")["top1"]), acc(load(d / "eval.json")["top1"]),
+            size(prof["params"]), acc(load(d / "pruned.eval.json")["top1"]), acc(load(d / "ft.eval.json")["top1"]),
             finetuning(d / "ft.safetensors"), NONE if speedup is None else f"{speedup:.2f}×"]
 
 
@@ -123,14 +128,14 @@ def table(out: Path, specs: list[tuple[str, str, str]]) -> list[list[str]]:
     """Per source model (before its first target) its rows, then per target: paper, reference, improved."""
     rows, seen = [], set()
     for target, source, spec in specs:
-        modes = [m for m in MODES if (out / m / target / "profile.json").exists()]
+        modes = [m for m in MODES if (run_dir(out, m, target) / "ft.profile.json").exists()]
         if not modes:
             continue
         if source not in seen:
             seen.add(source)
             rows.extend(base_rows(out, source, target, modes[0]))
         if target in PAPER:
-            macs_before = load(out / modes[0] / target / "prune.json")["macs_before"]
+            macs_before = load(run_dir(out, modes[0], target) / "prune.json")["macs_before"]
             rows.append(paper_row(target, source, target_macs(spec, macs_before)))
         rows.extend(mode_row(out, m, target, source, spec) for m in modes)
     return rows
@@ -144,7 +149,7 @@ def markdown(rows: list[list[str]]) -> str:
 def main(out: Path, args: list[str]) -> None:
     specs = [tuple(a.split(":", 2)) for a in args]
     print("# Isomorphic Pruning (Fang et al., ECCV 2024): ours vs the paper\n")
-    print(f"Runs in `{out}`. **ours reference** (`MODE=reference`): the paper's hand-set ratios "
+    print(f"Runs in `{out}` (seed 0 of each setting). **ours reference** (`MODE=reference`): the paper's hand-set ratios "
           "(`--ratio p --head-ratio p_h --head-dim-ratio p_d`), as its scripts/pruning/*.sh; **ours improved** "
           "(`MODE=improved`): the ratio searched (`--target-macs`) so the model lands on the paper's reported MACs. "
           "Both: Taylor importance from the calibration batches of the source model, round_to 2, classifier "

@@ -54,29 +54,24 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def ran(out: Path, mode: str, pair: str) -> bool:
-    return (out / mode / pair / "base.eval.json").is_file()
+    return (out / f"{mode}-{pair}-base" / "seed0" / "base.eval.json").is_file()
 
 
 def schedule_result(out: Path, mode: str, pair: str, s: str, k: str) -> dict | None:
     """One mode's numbers for one schedule, or None when the mode did not run for the pair."""
     if not ran(out, mode, pair):
         return None
-    stem = out / mode / pair / f"{k}_{s}"
-    pruned = load(stem.with_name(stem.name + ".prune.json"))
-    return {"top1": load(stem.with_name(stem.name + ".eval.json"))["top1"], "epochs": pruned["finetune_epochs"],
-            "sparsity": pruned["sparsity"], "batch": _batch(stem),
-            "self_cka": off_diagonal_mean(load(stem.with_name(stem.name + ".selfcka.json"))["matrix"])}
-
-
-def _batch(stem: Path) -> int:
-    """The fine-tuning batch size, from the options the masks sidecar recorded."""
-    return load(stem.with_name(stem.name + ".masks.json"))["options"]["batch_size"]
+    d = out / f"{mode}-{pair}-{k}-{s}" / "seed0"
+    pruned = load(d / "prune.json")
+    return {"top1": load(d / "pruned.eval.json")["top1"], "epochs": pruned["finetune_epochs"],
+            "sparsity": pruned["sparsity"], "batch": load(d / "pruned.masks.json")["options"]["batch_size"],
+            "self_cka": off_diagonal_mean(load(d / "pruned.selfcka.json")["matrix"])}
 
 
 def accuracy_rows(out: Path, pairs: list[str], sparsities: list[str]) -> list[list[str]]:
     rows = []
     for pair in pairs:
-        base = [pct(load(out / m / pair / "base.eval.json")["top1"]) if ran(out, m, pair) else NONE for m in MODES]
+        base = [pct(load(out / f"{m}-{pair}-base" / "seed0" / "base.eval.json")["top1"]) if ran(out, m, pair) else NONE for m in MODES]
         for s in sparsities:
             paper = PAPER.get((pair, s), {})
             for k in SCHEDULES:
@@ -101,7 +96,7 @@ def cka_rows(out: Path, pairs: list[str], sparsities: list[str]) -> list[list[st
                     if not ran(out, m, pair):
                         cells.append(NONE)
                         continue
-                    report = load(out / m / pair / f"cka_{s}_{c}.cka.json")
+                    report = load(out / f"{m}-{pair}-cka-{s}" / "seed0" / f"{c}.cka.json")
                     diag = report.get("diagonal_mean")
                     cells.append(f"{NONE if diag is None else f'{diag:.3f}'} "
                                  f"({len(report['layers_a'])} {report['options'].get('cka_modules', 'layers')})")
@@ -128,7 +123,8 @@ PROTOCOL = (
 
 def main(out: Path, pairs: list[str], sparsities: list[str]) -> None:
     print("# MTP report (Akhtar & Bathula 2023): unstructured L1 schedules, the report vs ours\n")
-    print(f"Runs in `{out}/reference` and `{out}/improved` (MODE=…); a mode not run shows —.\n")
+    print(f"Runs in `{out}/reference-*` and `{out}/improved-*` (MODE=…; seed 0 of each setting); a mode not run "
+          "shows —.\n")
     print(PROTOCOL)
     print(markdown(["pair", "sparsity", "schedule", "FT epochs", "batch", "sparsity reached",
                     "base top-1 (ref / impr)", "top-1 report", "top-1 ours reference", "top-1 ours improved",

@@ -21,8 +21,9 @@ def test_gsparsity_recipe_smoke(tmp_path, monkeypatch):
     assert all("search 2 ep" in r["protocol"] and "last epoch" in r["protocol"] for r in (ref, imp))
     for mode, row in (("reference", ref), ("improved", imp)):
         assert float(row["top-1 search"]) > 50 and is_pct(row["top-1 compact"]) and is_pct(row["top-1 retrain"])
-        prune = json.loads((tmp_path / mode / "mu0.3" / "prune.json").read_text())
-        masks = json.loads((tmp_path / mode / "mu0.3" / "compact.masks.json").read_text())
+        run = tmp_path / f"{mode}-tv_resnet_tiny-gsparsity-mu0.3" / "seed0"
+        prune = json.loads((run / "prune.json").read_text())
+        masks = json.loads((run / "compact.masks.json").read_text())
         assert prune["method"] == "zero-groups" and masks["options"]["threshold"] == 1e-6
         # our folding is exact but at padded 3×3 borders: a bound on the measured change, not equality
         assert prune["max_output_diff"] <= 0.05 * prune["output_scale"]
@@ -31,5 +32,5 @@ def test_gsparsity_recipe_smoke(tmp_path, monkeypatch):
     assert ref["zero filters"] == "0.0%" and ref["top-1 compact"] == ref["top-1 search"]
     # --prox-snap zeroes filters at once: the compact model is smaller.
     assert float(imp["zero filters"].rstrip("%")) > 0
-    prof = json.loads((tmp_path / "improved" / "mu0.3" / "profile.json").read_text())
+    prof = json.loads((tmp_path / "improved-tv_resnet_tiny-gsparsity-mu0.3" / "seed0" / "retrain.profile.json").read_text())
     assert prof["macs"] < prof["compare"]["macs"] and prof["params"] < prof["compare"]["params"]

@@ -29,8 +29,9 @@ def test_isomorphic_recipe_smoke(tmp_path):
             row = rows[target, f"ours {mode}"]
             assert row["source"] == source and row["fine-tuning"] == "1 ep, last"
             assert is_pct(row["top-1 % pruned"]) and is_pct(row["top-1 %"])
-            prune = json.loads((tmp_path / mode / target / "prune.json").read_text())
-            options = json.loads((tmp_path / mode / target / "pruned.masks.json").read_text())["options"]
+            run = tmp_path / f"{mode}-{target}-isomorphic" / "seed0"
+            prune = json.loads((run / "prune.json").read_text())
+            options = json.loads((run / "pruned.masks.json").read_text())["options"]
             assert options["round_to"] == 2 and options["importance"] == "taylor"
             if mode == "reference":  # the paper's ratio as given, no search
                 assert options["ratio"] == PAPER_P[target] and options["target_macs"] is None
@@ -39,10 +40,10 @@ def test_isomorphic_recipe_smoke(tmp_path):
                 assert options["ratio"] is None and options["target_macs"] == "0.5x"
                 assert row["budget"].startswith(f"0.5x → p {prune['ratio']:.4f}")
                 assert abs(float(row["MACs / target"]) - 1) <= 0.02
-                prof = json.loads((tmp_path / mode / target / "profile.json").read_text())
+                prof = json.loads((run / "ft.profile.json").read_text())
                 assert abs(prof["macs"] / (0.5 * prof["compare"]["macs"]) - 1) <= 0.02
-    masks = json.loads((tmp_path / "reference" / "deit_smoke" / "pruned.masks.json").read_text())
+    masks = json.loads((tmp_path / "reference-deit_smoke-isomorphic" / "seed0" / "pruned.masks.json").read_text())
     assert masks["options"]["head_ratio"] == 0.3 and masks["options"]["head_dim_ratio"] == 0.3
     for mode in ("reference", "improved"):
-        masks = json.loads((tmp_path / mode / "convnext_smoke" / "pruned.masks.json").read_text())
+        masks = json.loads((tmp_path / f"{mode}-convnext_smoke-isomorphic" / "seed0" / "pruned.masks.json").read_text())
         assert [b["name"] for b in masks["removed_blocks"]] == ["stages.2.blocks.0"]  # depth pruning ran

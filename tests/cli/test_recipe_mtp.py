@@ -32,16 +32,18 @@ def test_mtp_recipe_smoke_reference_mode(tmp_path):
     assert epochs == {"iterative": 8, "oneshot": 1, "layerwise": 5}
     assert {r["schedule"]: r["batch"] for r in rows}["iterative"] == "128 / —"  # the schedule's own batch
     assert len(table_rows(cka)) == 3 and all(r["improved"] == "—" for r in table_rows(cka))
-    run = tmp_path / "reference" / "densenet_smoke"
-    masks = json.loads((run / "layerwise_0.8.masks.json").read_text())
+    def run(setting: str, seed: int = 0):  # the run folder <mode>-<pair>-<setting>/seed<N>
+        return tmp_path / f"reference-densenet_smoke-{setting}" / f"seed{seed}"
+
+    masks = json.loads((run("layerwise-0.8") / "pruned.masks.json").read_text())
     steps = masks["steps"]
     assert steps[0]["unit"] == "features.conv0" and steps[-1]["unit"] == "classifier"
     assert len(steps) == 5  # conv0+norm0, 2 dense blocks, 1 transition, classifier (DenseNet-169: 9)
     assert masks["options"]["shared_optimizer"] is True and masks["options"]["nesterov"] is False
-    assert json.loads((run / "iterative_0.8.masks.json").read_text())["options"]["shared_optimizer"] is False
-    assert len(list((run / "iterative_0.8.steps").glob("*.safetensors"))) == 8
-    assert (run / "cka_0.8_oneshot-iterative.cka.png").read_bytes()[:4] == b"\x89PNG"
-    header = ckpt.read_header((run / "base.safetensors").read_bytes())
+    assert json.loads((run("iterative-0.8") / "pruned.masks.json").read_text())["options"]["shared_optimizer"] is False
+    assert len(list((run("iterative-0.8") / "steps").glob("*.safetensors"))) == 8
+    assert (run("cka-0.8") / "oneshot-iterative.cka.png").read_bytes()[:4] == b"\x89PNG"
+    header = ckpt.read_header((run("base") / "base.safetensors").read_bytes())
     assert header.data.spec == "digits?aug=none&norm=half" and header.data.mean == [0.5, 0.5, 0.5]
     assert header.lineage[-1].options["nesterov"] is False
 
@@ -66,14 +68,14 @@ def test_mode_flags_in_the_smoke_chain():
     assert all("--no-nesterov" in c for c in _of(ref, " train ") + _of(ref, " prune "))
     assert all("--shared-optimizer" in c for c in _of(ref, " prune ", "--schedule layerwise"))
     assert all("--fresh-optimizer" in c for c in _of(ref, " prune ", "--schedule iterative"))
-    assert all("--cka-modules all" in c for c in _of(ref, " analyze ", "vgg_smoke/"))
-    assert all("--cka-modules layers" in c for c in _of(ref, " analyze ", "densenet_smoke/"))
+    assert all("--cka-modules all" in c for c in _of(ref, " analyze ", "vgg_smoke-"))
+    assert all("--cka-modules layers" in c for c in _of(ref, " analyze ", "densenet_smoke-"))
     imp = _dry("SMOKE=1", "MODE=improved", "PAIRS=vgg_smoke densenet_smoke")
     assert all("--data 'digits'" in c for c in _of(imp, "--data"))
     assert all("--nesterov" in c and "--no-nesterov" not in c for c in _of(imp, " train ") + _of(imp, " prune "))
     assert all("--fresh-optimizer" in c for c in _of(imp, " prune "))
     assert all("--cka-modules layers" in c for c in _of(imp, " analyze "))
-    assert all("/tmp/mtp-dry/improved/" in c for c in _of(imp, " -o "))
+    assert all("/tmp/mtp-dry/improved-" in c for c in _of(imp, " -o "))
 
 
 @pytest.mark.parametrize("mode,data,batches,modules", [

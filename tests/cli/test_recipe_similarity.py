@@ -19,12 +19,12 @@ def test_similarity_recipe_smoke(tmp_path):
     rows = table_rows(md)
     assert {(r["arch"], r["τ"]) for r in rows} == {("resnet_tiny", t) for t in SMOKE_TAUS | {"base"}}
     assert len(rows) == 3
-    run = tmp_path / "reference" / "resnet_keras_tiny"
     for r in rows:
         assert is_pct(r["top-1 % ref last"]) and is_pct(r["top-1 % ref best"])  # best: from base.log / ft.log
         assert r["top-1 % impr last"] == "—"  # MODE=improved did not run
     for tau in SMOKE_TAUS:
-        prof = json.loads((run / f"tau{tau}" / "profile.json").read_text())
+        prof = json.loads((tmp_path / f"reference-resnet_keras_tiny-similarity-tau{tau}" / "seed0" / "ft.profile.json")
+                          .read_text())
         assert prof["macs"] < prof["compare"]["macs"]
         assert prof["macs_conv_dense"] < prof["compare"]["macs_conv_dense"] < prof["compare"]["macs"]
         row = next(r for r in rows if r["τ"] == tau)

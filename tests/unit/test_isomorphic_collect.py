@@ -34,18 +34,18 @@ def _checkpoint(path: Path, epochs: int) -> None:
 
 
 def _run(out: Path, mode: str, options: dict, macs: int, params: int, top1: float) -> None:
-    d = out / mode / "deit_0.6G"
+    d = out / f"{mode}-deit_0.6G-isomorphic" / "seed0"
     _write(d / "prune.json", {"macs_before": 1_266_572_000, "ratio": options["resolved_ratio"]})
     _write(d / "pruned.masks.json", {"options": options})
     _write(d / "pruned.eval.json", {"top1": 0.1})
-    _write(d / "eval.json", {"top1": top1})
-    _write(d / "profile.json", {"macs": macs, "params": params, "ratios": {"speedup": {"1": 1.5}},
+    _write(d / "ft.eval.json", {"top1": top1})
+    _write(d / "ft.profile.json", {"macs": macs, "params": params, "ratios": {"speedup": {"1": 1.5}},
                                 "compare": {"macs": 1_266_572_000, "params": 5_910_800}})
     _checkpoint(d / "ft.safetensors", 300)
 
 
 def test_paper_reference_and_improved_rows(tmp_path):
-    _write(tmp_path / "base" / "deit_tiny_distilled_patch16_224.eval.json", {"top1": 74.5})
+    _write(tmp_path / "base-deit_tiny_distilled_patch16_224" / "seed0" / "base.eval.json", {"top1": 74.5})
     heads = {"head_ratio": 0.3, "head_dim_ratio": 0.3, "remove_blocks": 0}
     _run(tmp_path, "reference", {"ratio": 0.25, "target_macs": None, "resolved_ratio": 0.25, **heads},
          619_742_710, 3_071_770, 72.0)
@@ -65,7 +65,7 @@ def test_paper_reference_and_improved_rows(tmp_path):
     assert ref["MACs / target"] == f"{619_742_710 / 0.6e9:.3f}"
     assert imp["budget"] == "0.6G → p 0.2512, p_h 0.3, p_d 0.3" and imp["top-1 %"] == "71.50"
     # only one mode run so far: its rows alone, still beside the paper's
-    (tmp_path / "improved" / "deit_0.6G" / "profile.json").unlink()
+    (tmp_path / "improved-deit_0.6G-isomorphic" / "seed0" / "ft.profile.json").unlink()
     rows = table_rows(collect.markdown(collect.table(tmp_path, [("deit_0.6G", "deit_tiny_distilled_patch16_224",
                                                                  "0.6G")])))
     assert [r["run"] for r in rows if r["model"] == "deit_0.6G"] == ["paper", "ours reference"]
