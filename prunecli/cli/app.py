@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from prunecli import __version__
-from prunecli.cli import analyze, doctor, evaluate, finetune, import_, info, ls, profile, prune, train
+from prunecli.cli import analyze, doctor, evaluate, finetune, import_, info, ls, profile, prune, report, train
 
 app = typer.Typer(
     name="prunecli",
@@ -56,7 +56,7 @@ def _root(
         raise typer.Exit(0)  # under torchrun one-shot commands run on rank 0 (prunecli/engine/dist.py)
 
 
-ONE_SHOT = ("analyze", "profile", "doctor", "import", "info", "ls")
+ONE_SHOT = ("analyze", "profile", "doctor", "import", "info", "ls", "report")
 """Commands that train nothing: under torchrun rank 0 runs them, the other ranks exit at once
 (`prune` decides by method: l1-unstructured fine-tunes on every rank, the others are one-shot)."""
 
@@ -70,6 +70,7 @@ app.command("profile")(profile.profile)
 app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
 app.command("import")(import_.import_weights)
+app.command("report")(report.report)
 app.add_typer(ls.app, name="ls")
 
 

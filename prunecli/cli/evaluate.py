@@ -29,6 +29,8 @@ def evaluate(
     channels_last: O.ChannelsLast = False,
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
+    # issue 17 (report): the JSON result as a sidecar `<stem>.eval.json` for `prunecli report`
+    output: Annotated[str | None, typer.Option("-o", "--output", help="also write the JSON result (what --json prints) to this file, atomically; `prunecli report` reads <stem>.eval.json beside <stem>.safetensors")] = None,
 ) -> None:
     """Evaluate a checkpoint: top-1, top-5 and mean cross-entropy.
 
@@ -44,12 +46,16 @@ def evaluate(
       prunecli evaluate ft.safetensors --data digits
 
       prunecli prune base.safetensors --method l1 --ratio 0.3 -o - | prunecli evaluate - --data digits --json
+
+      prunecli evaluate ft.safetensors --data digits --split test -o ft.eval.json   (the sidecar `prunecli report` reads)
     """
     from prunecli.cli._output import print_result, table
     from prunecli.data.images import set_skip_bad_images
     from prunecli.engine import run
+    from prunecli.io.sidecars import check_result_path, write_result
 
     set_skip_bad_images(skip_bad_images)
+    check_result_path(output, checkpoint, "eval")  # issue 17 (report)
     if crop_pct is not None and not 0 < crop_pct <= 1:
         from prunecli.errors import UserError
 
@@ -57,6 +63,8 @@ def evaluate(
     result = run.evaluate(checkpoint, data, device, batch_size, split=split, workers=workers,
                           overrides={"input_size": input_size, "interpolation": interpolation, "crop_pct": crop_pct},
                           amp=amp, channels_last=channels_last)
+    if output is not None:  # issue 17 (report): the sidecar
+        write_result(output, result)
     print_result(result, json, lambda: table(
         f"{result['model']} on {data} ({split})", ["top-1 %", "top-5 %", "loss", "samples"],
         [[result["top1"], result["top5"], result["loss"], result["samples"]]]))

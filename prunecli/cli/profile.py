@@ -23,6 +23,8 @@ def profile(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice)")] = None,
     json: O.Json = False,
     skip_bad_images: O.SkipBadImages = False,
+    # issue 17 (report): the JSON result as a sidecar `<stem>.profile.json` for `prunecli report`
+    output: Annotated[str | None, typer.Option("-o", "--output", help="also write the JSON result (what --json prints) to this file, atomically; `prunecli report` reads <stem>.profile.json beside <stem>.safetensors")] = None,
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -48,6 +50,8 @@ def profile(
 
       prunecli profile deq_p40.safetensors --compare deq.safetensors --data phantom --batch-sizes 1
 
+      prunecli profile ft.safetensors --batch-sizes 1 -o ft.profile.json   (the sidecar `prunecli report` reads)
+
     Fixed-point models (DEQ) also report their solver iterations; both models run at one
     tolerance unless --own-tol, so fewer iterations are not mistaken for a smaller network.
     """
@@ -56,8 +60,13 @@ def profile(
     from prunecli.profiling.report import parse_batch_sizes, profile_checkpoints, render
 
     set_skip_bad_images(skip_bad_images)
+    from prunecli.io.sidecars import check_result_path, write_result  # issue 17 (report): -o sidecar
+
+    check_result_path(output, checkpoint, "profile")
     result = profile_checkpoints(
         checkpoint, compare, batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup,
         device=device, threads=threads, per_layer=per_layer, data=data, tol=tol, own_tol=own_tol,
     )
+    if output is not None:  # issue 17 (report)
+        write_result(output, result)
     print_result(result, json, lambda: render(result))

@@ -230,7 +230,17 @@ def evaluate(src: str, data_spec: str, device: str, batch_size: int, split: str 
     applied = dataset.preprocess if dataset.applies_preprocess else None
     used = {k: list(v) if isinstance(v, tuple) else v for k, v in (applied or {}).items()}
     return {"checkpoint": src, "model": loaded.header.model.name, "data": data_spec, "split": split, **result,
-            "amp": mode, "preprocess": used or None}
+            "amp": mode, "preprocess": used or None, **evaluated_weights(loaded)}
+
+
+def evaluated_weights(loaded) -> dict:
+    """Which weights an evaluation measured (issue 17: `evaluate -o` sidecars, read by `report`):
+    the file's sha256 (a sidecar of another file is stale), the kept epoch and the `--select`
+    of the last train/finetune step that chose it, and that run's best / last epochs."""
+    m = loaded.header.metrics
+    trained = next((e.options for e in reversed(loaded.header.lineage) if e.command in ("train", "finetune")), {})
+    epoch = {k: int(m[k]) for k in ("epoch", "best_epoch", "last_epoch") if isinstance(m.get(k), int | float)}
+    return {"sha256": loaded.sha256, "select": trained.get("select"), **epoch}
 
 
 def calibration_data(loaded, data_spec: str | None, images: int, *, seed: int, batch_size: int,

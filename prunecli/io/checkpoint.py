@@ -99,6 +99,18 @@ def read_header(data: bytes) -> Header:
     return _header_of(_split(data)[0])
 
 
+def read_file_header(path: str | Path) -> Header:
+    """The header of a checkpoint file from its first bytes: no tensor is read, no model built,
+    nothing unpickled (`prunecli report` lists hundreds of runs this way)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        head += fh.read(min(n, MAX_HEADER_BYTES + 1))
+    return _header_of(_split(head, size)[0])
+
+
 def _header_of(table: dict) -> Header:
     meta = table.get("__metadata__") or {}
     if HEADER_KEY not in meta:
