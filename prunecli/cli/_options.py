@@ -94,3 +94,5 @@ GradAccum = Annotated[int, typer.Option("--grad-accum", help="micro-batches per 
 Ema = Annotated[float, typer.Option("--ema", help="exponential moving average of the weights (timm ModelEmaV3) with this decay, e.g. 0.9999; the EMA weights are validated and saved, the raw ones live in the resume state. 0: off", rich_help_panel=SPEED)]
 Select = Annotated[str, typer.Option("--select", help="which epoch's weights the checkpoint keeps: last, best (highest val top-1; classification) or val_dc (lowest measurement error ‖Ax̂−y‖₁/‖y‖₁ on the val split; reconstruction, no ground truth). The header records best_epoch/best_val_top1 and last_epoch/last_val_top1 either way", rich_help_panel=SCHEDULE, **choice("--select", "last", "best", "val_dc"))]
 
+# issue 17 (report): TensorBoard scalars per epoch (train, finetune; prunecli/engine/tblog.py)
+TensorBoard = Annotated[str | None, typer.Option("--tensorboard", help="also write per-epoch scalars (loss, val metrics, lr, sparsity / zero groups) for TensorBoard to this folder (needs `pip install -e .[tensorboard]`; rank 0 under torchrun)", rich_help_panel=SCHEDULE)]

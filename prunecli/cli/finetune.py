@@ -56,6 +56,7 @@ def finetune(
     compile: O.Compile = False,
     grad_accum: O.GradAccum = 1,
     ema: O.Ema = 0.0,
+    tensorboard: O.TensorBoard = None,  # issue 17 (report)
 ) -> None:
     """Fine-tune a (pruned) checkpoint; its pruned structure is kept.
 
@@ -101,8 +102,11 @@ def finetune(
         sync_bn=sync_bn, repeated_aug=repeated_aug,
         amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
     )
-    metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
-                           options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))
+    from prunecli.engine import tblog
+
+    with tblog.writing(tensorboard):  # --tensorboard (issue 17)
+        metrics = run.finetune(checkpoint, data, output, cfg, device, teacher=teacher,
+                               options={"data": data, "teacher": teacher, **cfg.model_dump()}, given=_given(ctx))
     if output != "-":
         print_result({"output": output, **metrics}, json, lambda: table(
             f"fine-tuned → {output}", ["metric", "value"], [[k, v] for k, v in metrics.items()]))

@@ -8,6 +8,8 @@ import typer
 
 from prunecli.cli import _options as O
 
+MEASURE = "Measuring what is missing (--measure)"
+
 
 def report(
     dirs: Annotated[list[str], typer.Argument(help="folders of runs (searched recursively for *.safetensors) or checkpoints", show_default=False)],
@@ -20,6 +22,11 @@ def report(
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="batch size of the latency column (default: the smallest every profiled run measured)")] = None,
     title: Annotated[str | None, typer.Option("--title", help="title of the table, page and plots (default: the folders)")] = None,
     json: O.Json = False,
+    measure: Annotated[bool, typer.Option("--measure", help="evaluate / profile the checkpoints without a .eval.json / .profile.json and keep the results as those sidecars (otherwise nothing is run)", rich_help_panel=MEASURE)] = False,
+    data: Annotated[str | None, typer.Option("--data", help="--measure: data spec to evaluate on (default: each checkpoint's recorded one)", rich_help_panel=MEASURE)] = None,
+    split: Annotated[str, typer.Option(help="--measure: the split evaluated", rich_help_panel=MEASURE, **O.choice("--split", "train", "val", "test"))] = "test",
+    device: Annotated[str, typer.Option("--device", help="--measure: auto, cpu, cuda or cuda:N", rich_help_panel=MEASURE)] = "auto",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="--measure: batch sizes to time (comma-separated)", rich_help_panel=MEASURE)] = "1",
 ) -> None:
     """Collect every checkpoint under DIRS into one results table and accuracy–MACs–latency Pareto plots.
 
@@ -38,6 +45,8 @@ def report(
       prunecli report recipes/graphical-similarity/runs --paper recipes/graphical-similarity/paper.json --x macs --x latency --plot pareto.png --md results.md --html report.html
 
       prunecli report runs --json | jq '.rows[] | {setting, acc}'
+
+      prunecli report runs --measure --split test --device cuda   (evaluates / profiles what has no sidecar yet)
     """
     from prunecli.cli._output import print_result
     from prunecli.io import atomic
@@ -48,7 +57,10 @@ def report(
         if out is not None:
             atomic.check_output(out, option="output")
     table = load_paper(paper) if paper else None
-    rows = aggregate.group(collect.find(dirs), metric or (table.metric if table else None), batch)
+    runs = collect.find(dirs)
+    if measure:
+        _measure(runs, data, split, device, batch_sizes)
+    rows = aggregate.group(runs, metric or (table.metric if table else None), batch)
     axes = _axes(rows, list(dict.fromkeys(x or ["macs", "latency"])), plot or html)
     fronts = {axis: pareto.front_of(rows, axis) for axis in axes}
     name = title or "results: " + ", ".join(dirs)
@@ -64,6 +76,15 @@ def report(
     print_result(render.as_json(rows, table, fronts), json, lambda: render.rich(rows, table, name))
 
 
+def _measure(runs, data: str | None, split: str, device: str, batch_sizes: str) -> None:
+    from prunecli.profiling.report import parse_batch_sizes
+    from prunecli.report import measure
+
+    sizes = parse_batch_sizes(batch_sizes)
+    measure.fill(runs, data=data, split=split, device=device, batch_size=256, batch_sizes=sizes, timing_runs=20,
+                 warmup=5)
+
+
 def _axes(rows, wanted: list[str], drawing) -> list[str]:
     """The wanted axes that have numbers; a missing one is a warning when something is drawn."""
     from prunecli.report import pareto
@@ -74,6 +95,6 @@ def _axes(rows, wanted: list[str], drawing) -> list[str]:
         for axis in wanted:
             if axis not in keep:
                 warn(f"no run has both accuracy and {axis} "
-                     f"({'<stem>.profile.json from `profile -o`' if axis == 'latency' else '.flops.json'}): "
+                     f"({'<stem>.profile.json from `profile -o`' if axis == 'latency' else '.flops.json or .profile.json'}): "
                      f"the {axis} plot is left out")
     return keep

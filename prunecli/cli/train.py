@@ -60,6 +60,7 @@ def train(
     grad_accum: O.GradAccum = 1,
     ema: O.Ema = 0.0,
     select: O.Select = "last",
+    tensorboard: O.TensorBoard = None,  # issue 17 (report)
 ) -> None:
     """Train a model and write a self-describing checkpoint.
 
@@ -114,8 +115,11 @@ def train(
                       sync_bn=sync_bn, repeated_aug=repeated_aug,
                       amp=amp, channels_last=channels_last, compile=compile, grad_accum=grad_accum, ema=ema,
                       select=select)
-    metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
-                        options={"model": model or None, "data": data, **cfg.model_dump()}, given=_given(ctx))
+    from prunecli.engine import tblog
+
+    with tblog.writing(tensorboard):  # --tensorboard (issue 17)
+        metrics = run.train(model, data, output, cfg, device, init=init, resume=resume, stop_after=stop_after,
+                            options={"model": model or None, "data": data, **cfg.model_dump()}, given=_given(ctx))
     if output != "-":
         print_result({"output": output, **metrics}, json, lambda: table(
             f"trained → {output}", ["metric", "value"], [[k, v] for k, v in metrics.items()]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from prunecli.console import err, progress
-from prunecli.engine import dist
+from prunecli.engine import dist, tblog
 from prunecli.engine.amp import check_accum, compile_errors, compile_model, prepare, resolve_amp
 from prunecli.engine.augment import cross_entropy
 from prunecli.engine.config import TrainConfig
@@ -161,6 +161,7 @@ def fit(
                         f"  lr {optimizer.param_groups[0]['lr']:.3g}  {secs:.1f}s"
                         + "".join(f"  {k} {v:.4g}" for k, v in extra.items())
                     )
+                    tblog.log_epoch(metrics, optimizer.param_groups[0]["lr"], masks)  # --tensorboard (issue 17)
                     improved = selection.update(metrics, validated)
                     if out != "-":
                         if (cfg.select != "val_dc" or improved) and dist.is_main():  # val_dc: measurement domain

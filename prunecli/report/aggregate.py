@@ -11,6 +11,7 @@ ms at one batch size; sparsity — `.masks.json` `sparsity`, else the header's `
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 from prunecli.report.collect import TRAINING, Run
 
 RECON_METRICS = ("psnr", "ssim")
-NUMBERS = ("acc", "best", "last", "macs", "params", "latency_ms", "sparsity")
+NUMBERS = ("acc", "acc2", "best", "last", "macs", "params", "latency_ms", "sparsity")
+SECOND = {"psnr": "ssim"}  # reconstruction: PSNR and SSIM side by side (acc2)
 
 
 @dataclass
@@ -71,13 +73,19 @@ def metric_of(run: Run, wanted: str | None = None) -> str:
 def per_run(run: Run, metric: str, batch: int | None) -> dict[str, Any]:
     """The numbers of one checkpoint (None where nothing measured them)."""
     m, ev = run.header.metrics, run.side.get("eval")
-    acc = ev.get(metric) if ev and isinstance(ev.get(metric), int | float) else m.get(f"val_{metric}")
+
+    def value(key: str | None) -> float | None:
+        if key is None:
+            return None
+        return ev.get(key) if ev and isinstance(ev.get(key), int | float) else m.get(f"val_{key}")
+
+    acc, acc2 = value(metric), value(SECOND.get(metric))
     flops, prof = run.side.get("flops") or {}, run.side.get("profile") or {}
     counts = flops.get("after") or prof
     latency, device = latency_at(run, batch)
     masks = run.side.get("masks") or {}
     sparsity = masks.get("sparsity") if masks.get("sparsity") is not None else m.get("sparsity", m.get("zero_groups"))
-    return {"seed": run.seed, "acc": acc, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
+    return {"seed": run.seed, "acc": acc, "acc2": acc2, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
             "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency, "device": device,
             "sparsity": sparsity, "split": ev.get("split") if ev else None}
 
@@ -147,6 +155,7 @@ def group(runs: list[Run], metric: str | None = None, batch: int | None = None) 
         row.stats = {k: Stat.of([x[k] for x in numbers]) for k in NUMBERS}
         row.facts = _facts(members, numbers, key, batch)
         rows.append(row)
+    _warn_split(rows)
     longest: dict[str, Row] = {}
     for row in rows:
         if row.setting not in longest or len(row.runs[0].header.lineage) > len(longest[row.setting].runs[0].header.lineage):
@@ -154,6 +163,23 @@ def group(runs: list[Run], metric: str | None = None, batch: int | None = None) 
     for row in longest.values():
         row.final = True
     return rows
+
+
+def _warn_split(rows: list[Row]) -> None:
+    """Runs in one setting folder with one stem that differ in more than the seed become separate
+    rows; say which options differ, so a forgotten flag does not pass for a seed."""
+    from prunecli.report.collect import warn
+
+    seen: dict[tuple, Row] = {}
+    for row in rows:
+        key = (row.setting, tuple(row.stems))
+        if key in seen:
+            a, b = (json.loads(r.runs[0].signature())[2] for r in (seen[key], row))
+            diff = sorted({f"{sa[0]} --{k.replace('_', '-')}" for sa, sb in zip(a, b, strict=False)
+                           for k in set(sa[1]) | set(sb[1]) if sa[1].get(k) != sb[1].get(k)})
+            warn(f"{row.setting}/{row.stems[0]}: runs differ in more than the seed "
+                 f"({', '.join(diff) or 'the lineage'}): not averaged, separate rows")
+        seen.setdefault(key, row)
 
 
 def _facts(members: list[Run], numbers: list[dict], metric: str, batch: int | None) -> dict[str, Any]:

@@ -20,9 +20,11 @@ source so a reader can check every number:
 - `metric`: the accuracy key of the rows: `top1`, `top5` (%), `psnr` (dB) or `ssim` — the key
   `report` reads from our `<stem>.eval.json` (or the header's val_<metric>) for the same column.
 - `rows[].setting`: matched to our runs: the folder under the report's DIR, seed folders left out
-  (`runs/resnet56/tau0.8/seed1/ft.safetensors` → `resnet56/tau0.8`); when that folder holds several
-  checkpoints (base, pruned, fine-tuned) the one with the longest lineage is the match, and
-  `resnet56/tau0.8/ft` names one by its stem. A row with no run of ours is still drawn and listed.
+  (`runs/resnet56/tau0.8/seed1/ft.safetensors` → `resnet56/tau0.8`), or its last folders
+  (`resnet56/tau0.8` also matches `reference/resnet56/tau0.8` and `improved/resnet56/tau0.8`: the
+  paper's number beside each); when that folder holds several checkpoints (base, pruned,
+  fine-tuned) the one with the longest lineage is the match, and `resnet56/tau0.8/ft` names one by
+  its stem. A row with no run of ours is still drawn and listed.
 - `rows[].method`: the pruning method (our `prune --method` name where it is the same method,
   so both get one colour); `base: true` marks the paper's unpruned model.
 - `rows[].<metric>`, `macs` (multiply-accumulates per sample, not FLOPs), `params`, `latency_ms`

@@ -11,24 +11,29 @@ import html
 from typing import Any
 
 from prunecli.console import human
-from prunecli.report.aggregate import Row, Stat
+from prunecli.report.aggregate import SECOND, Row, Stat
 from prunecli.report.paper import PaperRow, PaperTable
 
 NONE = "—"
 
 
 def match(rows: list[Row], paper: PaperTable | None) -> list[tuple[Row | None, PaperRow | None]]:
-    """Our rows, each beside its paper row (same setting: our final checkpoint of it, or
-    `setting/stem`), then the paper rows nothing of ours matched."""
-    left = list(paper.rows) if paper else []
+    """Our rows, each beside its paper row, then the paper rows none of ours matched.
+
+    A paper row's `setting` matches our setting, or its last folders (`resnet56/tau0.8` matches
+    `reference/resnet56/tau0.8` and `improved/resnet56/tau0.8`: one paper number beside each mode),
+    on the setting's final checkpoint; `setting/stem` names one checkpoint."""
+    candidates = list(paper.rows) if paper else []
+    used: set[int] = set()
     out: list[tuple[Row | None, PaperRow | None]] = []
     for row in rows:
-        names = {f"{row.setting}/{s}" for s in row.stems} | ({row.setting} if row.final else set())
-        hit = next((p for p in left if p.setting in names), None)
+        names = [f"{row.setting}/{s}" for s in row.stems] + ([row.setting] if row.final else [])
+        hit = next((i for i, p in enumerate(candidates)
+                    if any(n == p.setting or n.endswith("/" + p.setting) for n in names)), None)
         if hit is not None:
-            left.remove(hit)
-        out.append((row, hit))
-    return out + [(None, p) for p in left]
+            used.add(hit)
+        out.append((row, None if hit is None else candidates[hit]))
+    return out + [(None, p) for i, p in enumerate(candidates) if i not in used]
 
 
 def protocol(rows: list[Row], paper: PaperTable | None) -> str:
@@ -42,8 +47,9 @@ def protocol(rows: list[Row], paper: PaperTable | None) -> str:
     batch = rows[0].facts.get("batch")
     devices = sorted({r.facts["device"] for r in rows if r.facts.get("device")})
     text = (f"{metric}: {'; '.join(sources)}, weights of the kept epoch (--select {', '.join(selects) or 'last'}); "
-            f"best / last: the training run's val {metric} at its best / last epoch (checkpoint header); "
-            f"mean ± sample std over n = {', '.join(map(str, ns))} seed(s); MACs per sample (not FLOPs); "
+            + (f"best / last: the training run's val {metric} at its best / last epoch (checkpoint header); "
+               if metric not in SECOND else f"{SECOND[metric]} beside it, same source; ")
+            + f"mean ± sample std over n = {', '.join(map(str, ns))} seed(s); MACs per sample (not FLOPs); "
             + (f"latency: median ms at batch {batch} on {', '.join(devices)}" if batch and devices
                else "latency: not measured (no .profile.json)"))
     if paper:
@@ -67,7 +73,8 @@ def _num(v: float | None, kind: str) -> str:
 def columns(metric: str, paper: PaperTable | None) -> list[str]:
     """Ours, each with the paper's number right after it when a paper is given."""
     pair = (lambda c: [c, f"paper {c}"]) if paper else (lambda c: [c])
-    return ["setting", "method", "n", *pair(metric), f"best {metric}", f"last {metric}", *pair("MACs"),
+    second = [SECOND[metric]] if metric in SECOND else []
+    return ["setting", "method", "n", *pair(metric), *second, f"best {metric}", f"last {metric}", *pair("MACs"),
             *pair("params"), *pair("latency ms"), "sparsity", "lineage"]
 
 
@@ -76,6 +83,7 @@ def cells(row: Row | None, p: PaperRow | None, metric: str, paper: PaperTable | 
         n, s = len(row.runs), row.stats
         name = row.setting if row.final else f"{row.setting}/{'|'.join(row.stems)}"
         ours = {"setting": name, "method": row.method, "n": str(n), metric: stat(s["acc"], n),
+                SECOND.get(metric, ""): stat(s["acc2"], n, "frac"),
                 f"best {metric}": stat(s["best"], n), f"last {metric}": stat(s["last"], n),
                 "MACs": stat(s["macs"], n, "count"), "params": stat(s["params"], n, "count"),
                 "latency ms": stat(s["latency_ms"], n, "ms"), "sparsity": stat(s["sparsity"], n, "frac"),
@@ -118,6 +126,7 @@ def html_page(rows: list[Row], paper: PaperTable | None, title: str, plots: dict
     cols, body = table_rows(rows, paper)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>\n" for r in body)
+    runs = _runs_table(rows)
     imgs = "".join(f'<h2>{html.escape(name)}</h2>\n<img alt="{html.escape(name)}" '
                    f'src="data:image/png;base64,{base64.b64encode(png).decode()}">\n'
                    for name, png in plots.items())
@@ -126,7 +135,22 @@ def html_page(rows: list[Row], paper: PaperTable | None, title: str, plots: dict
             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}img{max-width:100%}"
             "</style></head><body>\n"
             f"<h1>{html.escape(title)}</h1>\n<p>Protocol: {html.escape(protocol(rows, paper))}.</p>\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>\n{trs}</tbody></table>\n{imgs}</body></html>\n")
+            f"<table><thead><tr>{head}</tr></thead><tbody>\n{trs}</tbody></table>\n{imgs}"
+            f"<h2>Runs</h2>\n{runs}</body></html>\n")
+
+
+def _runs_table(rows: list[Row]) -> str:
+    """Every checkpoint behind the rows, with its own numbers (provenance of each mean)."""
+    cols = ["setting", "seed", "checkpoint", "accuracy", "split", "best", "last", "MACs", "latency ms"]
+    body = []
+    for row in rows:
+        for run, x in zip(row.runs, row.as_json()["per_run"], strict=True):
+            body.append([row.setting, x["seed"], run.path, _num(x["acc"], "acc"), x["split"] or "header val",
+                         _num(x["best"], "acc"), _num(x["last"], "acc"), _num(x["macs"], "count"),
+                         _num(x["latency_ms"], "ms")])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>\n" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{trs}</tbody></table>\n"
 
 
 def as_json(rows: list[Row], paper: PaperTable | None, fronts: dict[str, list[Row]]) -> dict[str, Any]:

@@ -253,6 +253,19 @@ CASES |= {  # an option given to a method that does not take it; closed sets (is
     "analyze bad cka-modules": (["analyze", "{ckpt}", "--method", "cka", "--data", SYNTH, "--cka-modules", "some"],
                                 "--cka-modules must be layers or all"),
 }
+CASES |= {  # issue 17: report, evaluate/profile -o sidecars, --tensorboard
+    "report missing folder": (["report", "{tmp}/no/such/runs"], "no such folder"),
+    "report bad x": (["report", "{tmp}", "--x", "flops"], "--x must be macs or latency"),
+    "report bad metric": (["report", "{tmp}", "--metric", "top3"], "--metric must be"),
+    "report missing paper": (["report", "{tmp}", "--paper", "{tmp}/paper.json"], "no such file"),
+    "report paper not json": (["report", "{tmp}", "--paper", "{tmp}/garbage.safetensors"], "not JSON"),
+    "report md in missing folder": (["report", "{tmp}", "--md", "{tmp}/no/such/r.md"], "output folder does not exist"),
+    "evaluate -o a checkpoint name": (["evaluate", "{ckpt}", "--data", SYNTH, "-o", "{tmp}/o.safetensors"],
+                                      "give a JSON file such as <stem>.eval.json"),
+    "profile -o stdout": (["profile", "{ckpt}", "-o", "-"], "give a JSON file such as <stem>.profile.json"),
+    "train tensorboard is a file": ([*TRAIN, "--data", SYNTH, "--tensorboard", "{tmp}/garbage.safetensors"],
+                                    "--tensorboard"),
+}
 CLICK_CASES = {  # Typer/click's own usage errors: exit 2 and a usage box, no traceback
     "ls unknown table": (["ls", "datasets"], "No such command"),
     "unknown command": (["shrink", "{ckpt}"], "No such command"),
@@ -279,7 +292,7 @@ def test_at_least_80_cases_cover_every_subcommand_and_family():
     assert len(CASES) >= 80
     commands = {args[0] for args, _ in CASES.values()} | {args[0] for args, _ in CLICK_CASES.values()}
     assert commands >= {"train", "analyze", "prune", "finetune", "evaluate", "profile", "doctor", "import",
-                        "info", "ls"}
+                        "info", "ls", "report"}
     specs = " ".join(a for args, _ in CASES.values() for a in args)
     for family in ("digits", "synthetic", "cifar10:", "cifar100:", "imagefolder:", "ham10000:", "fastmri:",
                    "phantom"):

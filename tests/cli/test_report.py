@@ -151,6 +151,13 @@ def test_md_html_plot_with_paper(runs, tmp_path, capsys):
         assert f"<td>{setting}</td><td>{method}</td>" in page
     assert "http" not in page.replace("Someone", "")  # nothing fetched: works offline
     assert "│ l1" in out  # the rich table on stdout
+    for ckpt in runs.rglob("ft.safetensors"):  # the per-run table: every checkpoint behind the means
+        assert f"<td>{ckpt}</td>" in page
+    # one level up the settings are runs/l1, ...: the paper's `l1` matches by its last folders
+    code, out, _ = _report(capsys, runs.parent, "--paper", paper, "--json")
+    matches = {m["ours"]: m["paper"] for m in json.loads(out)["matches"]}
+    assert code == 0 and matches["runs/l1/ft"] == "l1" and matches["runs/base/base"] == "base"
+    assert matches["runs/random/ft"] is None and matches[None] == "taylor"
 
 
 def test_bad_paper_is_one_error_line(runs, tmp_path, capsys):
@@ -191,3 +198,132 @@ def test_stale_sidecar_is_ignored_with_a_warning(runs, tmp_path, capsys):
     row = json.loads(out)["rows"][0]
     assert code == 0 and "stale" in err and row["acc"]["mean"] == NUMBERS["l1"][0][2]  # the header's val top-1
     assert row["acc_source"] == "header val"
+
+
+def _scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_scalars_per_epoch(tmp_path):
+    from prunecli.io.checkpoint import read_file_header
+
+    out, logdir = tmp_path / "s.safetensors", tmp_path / "tb"
+    r = run_cli("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "2", "-b", "48", "--device", "cpu",
+                "--optimizer", "proxsgd", "--mu", "0.05", "--lr", "0.01", "--tensorboard", logdir, "-o", out)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    scalars = _scalars(logdir)
+    assert {"train/loss", "val/top1", "val/top5", "val/loss", "lr", "speed/images_per_s",
+            "sparsity/zero_groups"} <= set(scalars)
+    metrics = read_file_header(out).metrics
+    assert [s for s, _ in scalars["val/top1"]] == [1, 2]
+    assert scalars["val/top1"][-1][1] == pytest.approx(metrics["last_val_top1"], rel=1e-6)
+    assert max(v for _, v in scalars["val/top1"]) == pytest.approx(metrics["best_val_top1"], rel=1e-6)
+    assert scalars["train/loss"][-1][1] == pytest.approx(metrics["train_loss"], rel=1e-6)
+    assert scalars["sparsity/zero_groups"][-1][1] == pytest.approx(metrics["zero_groups"], rel=1e-6)
+    assert scalars["lr"][0][1] < 0.01 + 1e-9  # cosine: at most the initial lr after the first epoch
+
+
+def test_tensorboard_without_the_package_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tests.conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
+    capsys.readouterr()
+    code = run_main("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "1", "--device", "cpu",
+                    "--tensorboard", tmp_path / "tb", "-o", tmp_path / "o.safetensors")
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install -e .[tensorboard]" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_measure_fills_missing_sidecars_once(tmp_path, tiny_ckpt, capsys):
+    import shutil
+
+    folder = tmp_path / "runs" / "base" / "seed0"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_ckpt, folder / "base.safetensors")
+    code, out, _ = _report(capsys, tmp_path / "runs", "--json")
+    assert code == 0 and json.loads(out)["rows"][0]["latency_ms"]["n"] == 0  # nothing run without --measure
+    assert not (folder / "base.eval.json").exists()
+    code, out, err = _report(capsys, tmp_path / "runs", "--json", "--measure", "--device", "cpu",
+                             "--batch-sizes", "2")
+    assert code == 0, err
+    ev = json.loads((folder / "base.eval.json").read_text())
+    prof = json.loads((folder / "base.profile.json").read_text())
+    row = json.loads(out)["rows"][0]
+    assert ev["split"] == "test" and ev["data"] == SYNTH  # the checkpoint's recorded data, its test split
+    assert row["acc"]["mean"] == ev["top1"] and row["acc_source"] == "evaluate (test)"
+    assert row["latency_ms"]["mean"] == prof["latency"][0]["median_ms"] and row["batch"] == 2
+    stamp = (folder / "base.eval.json").stat().st_mtime_ns
+    assert _report(capsys, tmp_path / "runs", "--measure", "--device", "cpu")[0] == 0
+    assert (folder / "base.eval.json").stat().st_mtime_ns == stamp  # measured once, then read
+
+
+def test_report_reads_headers_only(runs):
+    """No model is built: neither torch nor matplotlib is imported for a table (fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom prunecli.cli.app import main\n"
+            f"sys.argv = ['prunecli', 'report', {str(runs)!r}, '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'safetensors') if m in sys.modules), file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "[]" and json.loads(r.stdout)["rows"]
+
+
+def test_reconstruction_rows_are_psnr_and_ssim(tmp_path, capsys):
+    import shutil
+
+    base = untrained("deq-edsr-tiny", tmp_path / "m.safetensors", "phantom:n=2,val=2,size=16")
+    for seed, (psnr, ssim) in {0: (30.0, 0.80), 1: (31.0, 0.84)}.items():
+        folder = tmp_path / "runs" / "deq" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        shutil.copy(base, folder / "m.safetensors")
+        (folder / "m.eval.json").write_text(json.dumps({"split": "test", "psnr": psnr, "ssim": ssim, "nmse": 0.1}))
+    code, out, _ = _report(capsys, tmp_path / "runs", "--json")
+    row = json.loads(out)["rows"][0]
+    assert code == 0 and row["metric"] == "psnr" and row["n"] == 2
+    assert row["acc"]["mean"] == pytest.approx(30.5) and row["acc"]["std"] == pytest.approx(math.sqrt(0.5))
+    assert row["acc2"]["mean"] == pytest.approx(0.82) and row["acc2"]["std"] == pytest.approx(math.sqrt(0.0008))
+    md = tmp_path / "r.md"
+    assert _report(capsys, tmp_path / "runs", "--md", md)[0] == 0
+    assert "| setting | method | n | psnr | ssim |" in md.read_text() and "| 30.50 ± 0.71 | 0.820 ± 0.028 |" in md.read_text()
+
+
+def test_runs_differing_in_more_than_the_seed_are_not_averaged(runs, tmp_path, capsys):
+    import shutil
+
+    from prunecli.io import checkpoint as ckpt
+
+    for seed in (0, 1):
+        shutil.copytree(runs / "l1" / f"seed{seed}", tmp_path / "l1" / f"seed{seed}")
+    (tmp_path / "l1" / "seed1" / "broken.safetensors").unlink()
+    path = tmp_path / "l1" / "seed1" / "ft.safetensors"
+    loaded = ckpt.load(path)
+    lineage = [e.model_copy(update={"options": {**e.options, "epochs": 9}}) if e.command == "finetune" else e
+               for e in loaded.header.lineage]
+    ckpt.save(loaded.model, path, loaded.header.model_copy(update={"lineage": lineage}))
+    code, out, err = _report(capsys, tmp_path, "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and [r["n"] for r in rows] == [1, 1]
+    assert "l1/ft: runs differ in more than the seed (finetune --epochs): not averaged" in err
+
+
+def test_tensorboard_writes_on_rank_0_only(tmp_path, monkeypatch):
+    from prunecli.engine import tblog
+
+    monkeypatch.setenv("RANK", "1")
+    with tblog.writing(str(tmp_path / "tb1")):
+        tblog.log_epoch({"epoch": 1, "train_loss": 1.0, "val_top1": 50.0}, 0.1)
+    assert not (tmp_path / "tb1").exists()
+    monkeypatch.setenv("RANK", "0")
+    with tblog.writing(str(tmp_path / "tb0")):
+        tblog.log_epoch({"epoch": 1, "train_loss": 1.0, "val_top1": 50.0, "zero_groups": 0.25}, 0.1)
+    assert _scalars(tmp_path / "tb0") == {"train/loss": [(1, 1.0)], "val/top1": [(1, 50.0)], "lr": [(1, pytest.approx(0.1))],
+                                          "sparsity/zero_groups": [(1, 0.25)]}
