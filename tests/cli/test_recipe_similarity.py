@@ -13,8 +13,8 @@ import json
 from prunecli.io import checkpoint as ckpt
 from tests.recipes import check_paper_rows, check_report_files, check_seed_row, report_rows, run_smoke
 
-ARCH = "reference-resnet_keras_tiny"
-SEEDS = {"0.80": [0], "0.70": [0, 1]}  # SEEDS_reference-resnet_keras_tiny-similarity-tau0.70 = 0 1
+ARCH = "reference/resnet_keras_tiny"
+SEEDS = {"0.80": [0], "0.70": [0, 1]}  # SEEDS_reference/resnet_keras_tiny-similarity-tau0.70 = 0 1
 
 
 def test_similarity_recipe_smoke(tmp_path):
