@@ -53,9 +53,9 @@ def report(
     from prunecli.report import aggregate, collect, pareto, render
     from prunecli.report.paper import load_paper
 
-    for out in (plot, md, html):
+    for flag, out in (("--plot", plot), ("--md", md), ("--html", html)):
         if out is not None:
-            atomic.check_output(out, option="output")
+            atomic.check_output(out, option=flag)
     table = load_paper(paper) if paper else None
     runs = collect.find(dirs)
     if measure:

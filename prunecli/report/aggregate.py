@@ -81,27 +81,41 @@ def per_run(run: Run, metric: str, batch: int | None) -> dict[str, Any]:
 
     acc, acc2 = value(metric), value(SECOND.get(metric))
     flops, prof = run.side.get("flops") or {}, run.side.get("profile") or {}
-    counts = flops.get("after") or prof
+    counts = flops.get("after") if isinstance(flops.get("after"), dict) else prof
     latency, device = latency_at(run, batch)
     masks = run.side.get("masks") or {}
     sparsity = masks.get("sparsity") if masks.get("sparsity") is not None else m.get("sparsity", m.get("zero_groups"))
-    return {"seed": run.seed, "acc": acc, "acc2": acc2, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
-            "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency, "device": device,
-            "sparsity": sparsity, "split": ev.get("split") if ev else None}
+    numbers = {"acc": acc, "acc2": acc2, "best": m.get(f"best_val_{metric}"), "last": m.get(f"last_val_{metric}"),
+               "macs": counts.get("macs"), "params": counts.get("params"), "latency_ms": latency, "sparsity": sparsity}
+    return {"seed": run.seed, **{k: _number(v) for k, v in numbers.items()}, "device": device,
+            "split": ev.get("split") if ev else None}
+
+
+def _number(value: Any) -> float | int | None:
+    """A number, or None for anything else a foreign sidecar may hold there."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def latencies(run: Run) -> tuple[dict[int, float], str | None]:
     """{batch: median ms} and the device name, from `.profile.json` or the `.flops.json` latency."""
     prof = run.side.get("profile")
     if prof and isinstance(prof.get("latency"), list):
-        settings = prof.get("settings") or {}
-        return ({int(x["batch"]): float(x["median_ms"]) for x in prof["latency"]},
-                settings.get("device_name") or settings.get("device"))
+        settings = prof.get("settings") if isinstance(prof.get("settings"), dict) else {}
+        return _by_batch(prof["latency"]), settings.get("device_name") or settings.get("device")
     lat = (run.side.get("flops") or {}).get("latency")
     if isinstance(lat, dict) and isinstance(lat.get("batches"), list):
-        return ({int(x["batch"]): float(x["median_ms"]) for x in lat["batches"]},
-                lat.get("device_name") or lat.get("device"))
+        return _by_batch(lat["batches"]), lat.get("device_name") or lat.get("device")
     return {}, None
+
+
+def _by_batch(items: list) -> dict[int, float]:
+    """{batch: median ms} of the well-formed entries (a hand-edited or foreign sidecar costs its
+    numbers, not the report)."""
+    out = {}
+    for x in items:
+        if isinstance(x, dict) and isinstance(x.get("batch"), int) and isinstance(x.get("median_ms"), int | float):
+            out[x["batch"]] = float(x["median_ms"])
+    return out
 
 
 def latency_at(run: Run, batch: int | None) -> tuple[float | None, str | None]:

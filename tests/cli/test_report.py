@@ -327,3 +327,30 @@ def test_tensorboard_writes_on_rank_0_only(tmp_path, monkeypatch):
         tblog.log_epoch({"epoch": 1, "train_loss": 1.0, "val_top1": 50.0, "zero_groups": 0.25}, 0.1)
     assert _scalars(tmp_path / "tb0") == {"train/loss": [(1, 1.0)], "val/top1": [(1, 50.0)], "lr": [(1, pytest.approx(0.1))],
                                           "sparsity/zero_groups": [(1, 0.25)]}
+
+
+def test_foreign_sidecar_contents_cost_their_numbers_not_the_report(runs, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "x" / "seed0"
+    shutil.copytree(runs / "l1" / "seed0", folder)
+    (folder / "ft.profile.json").write_text(json.dumps({"latency": [{"batch": "one"}, 3], "settings": []}))
+    (folder / "ft.flops.json").write_text(json.dumps({"after": {"macs": "many"}, "latency": 5}))
+    (folder / "ft.eval.json").write_text("[1, 2]")
+    (folder / "ft.masks.json").write_text(json.dumps({"sparsity": "half"}))
+    code, out, err = _report(capsys, tmp_path / "x", "--json")
+    row = json.loads(out)["rows"][0]
+    assert code == 0 and "Traceback" not in err and "ft.eval.json: ignored, not a JSON object" in err
+    assert row["macs"]["n"] == row["latency_ms"]["n"] == row["sparsity"]["n"] == 0
+    assert row["acc"]["mean"] == NUMBERS["l1"][0][2]  # the header's val top-1 instead
+
+
+@pytest.mark.slow  # ~15 s: one 2-process torchrun job
+def test_tensorboard_under_torchrun_one_writer(tmp_path):
+    from tests.cli.test_ddp import torchrun
+
+    res = torchrun("train", "--model", "resnet_tiny", "--data", SYNTH, "--epochs", "2", "-b", "16", "--device", "cpu",
+                   "--tensorboard", tmp_path / "tb", "-o", tmp_path / "o.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+    assert [s for s, _ in _scalars(tmp_path / "tb")["val/top1"]] == [1, 2]
