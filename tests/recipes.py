@@ -61,11 +61,11 @@ def evaluated(out: Path, setting: str, stem: str, seeds: list[int], metric: str 
 
 
 def check_seed_row(rows: dict[str, dict[str, str]], out: Path, setting: str, stem: str, seeds: list[int],
-                   key: str | None = None) -> dict[str, str]:
+                   key: str | None = None, metric: str = "top1") -> dict[str, str]:
     """The row of a setting (or `key`) holds len(seeds) runs and the seeds' mean ± std of `evaluate`."""
     row = rows[key or setting]
     assert row["n"] == str(len(seeds)), row
-    assert row["top1"] == seeds_cell(evaluated(out, setting, stem, seeds)), row
+    assert row[metric] == seeds_cell(evaluated(out, setting, stem, seeds, metric)), row
     assert sorted(p.name for p in (out / setting).iterdir() if p.name.startswith("seed")) == [f"seed{s}" for s in seeds]
     return row
 
