@@ -1,8 +1,9 @@
-"""`make -C recipes/mtp-layer-similarity SMOKE=1`: the MTP chain on tiny models (~1.5 min), reference mode.
+"""`make -C recipes/mtp-layer-similarity SMOKE=1`: the MTP chain on tiny models (~2 min), reference mode.
 
-train → evaluate → prune --method l1-unstructured (oneshot, iterative, layerwise) → evaluate →
-analyze --method cka (self and between schedules) → collect.py, as the real run. The two modes'
-flags (and the real run's) are checked on `make -n`, which runs nothing.
+train → evaluate -o → prune --method l1-unstructured (oneshot, iterative, layerwise) → evaluate -o →
+analyze --method cka (self and between schedules) → prunecli report, as the real run; the one-shot
+schedule runs seeds 0 and 1 (two base models), so the report averages them. The two modes' flags (and
+the real run's) are checked on `make -n`, which runs nothing.
 """
 
 from __future__ import annotations
@@ -13,35 +14,50 @@ import subprocess
 import pytest
 
 from prunecli.io import checkpoint as ckpt
-from tests.recipes import ROOT, is_pct, run_smoke, table_rows
+from tests.recipes import ROOT, check_paper_rows, check_report_files, check_seed_row, report_rows, run_smoke
 
 RECIPE = ROOT / "recipes" / "mtp-layer-similarity"
+PAIR = "reference/densenet_smoke"
+SEEDS = {"oneshot": [0, 1], "iterative": [0], "layerwise": [0]}  # SEEDS_reference/densenet_smoke-oneshot-0.8 = 0 1
 
 
 def test_mtp_recipe_smoke_reference_mode(tmp_path):
     md = run_smoke("mtp-layer-similarity", tmp_path)
-    assert "after the last fine-tuning epoch" in md and "seed 0" in md  # the protocol is stated
-    acc, cka = md.split("## CKA")
-    rows = table_rows(acc)
-    assert {(r["pair"], r["schedule"]) for r in rows} == {
-        ("densenet_smoke", k) for k in ("oneshot", "iterative", "layerwise")}
-    for r in rows:
-        assert abs(float(r["sparsity reached"]) - 0.8) < 1e-3
-        assert is_pct(r["top-1 ours reference"]) and r["top-1 ours improved"] == "—" and r["top-1 report"] == "—"
-    epochs = {r["schedule"]: int(r["FT epochs"]) for r in rows}
-    assert epochs == {"iterative": 8, "oneshot": 1, "layerwise": 5}
-    assert {r["schedule"]: r["batch"] for r in rows}["iterative"] == "128 / —"  # the schedule's own batch
-    assert len(table_rows(cka)) == 3 and all(r["improved"] == "—" for r in table_rows(cka))
-    run = tmp_path / "reference" / "densenet_smoke"
-    masks = json.loads((run / "layerwise_0.8.masks.json").read_text())
+    rows = report_rows(md)
+
+    def run(setting: str, seed: int = 0):  # the run folder <mode>/<pair>-<setting>/seed<N>
+        return tmp_path / f"{PAIR}-{setting}" / f"seed{seed}"
+
+    check_seed_row(rows, tmp_path, f"{PAIR}-base", "base", [0, 1])
+    budget = {"iterative": 8, "oneshot": 1, "layerwise": 5}  # fine-tuning epochs each schedule spent
+    for schedule, seeds in SEEDS.items():
+        row = check_seed_row(rows, tmp_path, f"{PAIR}-{schedule}-0.8", "pruned", seeds)
+        assert row["method"] == "l1-unstructured" and "prune l1-unstructured (sparsity=0.8)" in row["lineage"]
+        assert row["sparsity"] == "0.800"  # the same in every seed: no ± shown
+        for s in seeds:
+            prune = json.loads((run(f"{schedule}-0.8", s) / "prune.json").read_text())
+            masks = json.loads((run(f"{schedule}-0.8", s) / "pruned.masks.json").read_text())
+            assert prune["finetune_epochs"] == budget[schedule] and abs(prune["sparsity"] - 0.8) < 1e-3
+            assert masks["options"]["seed"] == s
+            assert masks["options"]["batch_size"] == (128 if schedule == "iterative" else 64)  # the schedule's own
+            assert (run(f"{schedule}-0.8", s) / "pruned.selfcka.png").read_bytes()[:4] == b"\x89PNG"
+    assert "over n = 1, 2 seed(s)" in md
+    assert check_paper_rows(rows, "mtp-layer-similarity") == 24
+    check_report_files(tmp_path, rows)
+    masks = json.loads((run("layerwise-0.8") / "pruned.masks.json").read_text())
     steps = masks["steps"]
     assert steps[0]["unit"] == "features.conv0" and steps[-1]["unit"] == "classifier"
     assert len(steps) == 5  # conv0+norm0, 2 dense blocks, 1 transition, classifier (DenseNet-169: 9)
     assert masks["options"]["shared_optimizer"] is True and masks["options"]["nesterov"] is False
-    assert json.loads((run / "iterative_0.8.masks.json").read_text())["options"]["shared_optimizer"] is False
-    assert len(list((run / "iterative_0.8.steps").glob("*.safetensors"))) == 8
-    assert (run / "cka_0.8_oneshot-iterative.cka.png").read_bytes()[:4] == b"\x89PNG"
-    header = ckpt.read_header((run / "base.safetensors").read_bytes())
+    assert json.loads((run("iterative-0.8") / "pruned.masks.json").read_text())["options"]["shared_optimizer"] is False
+    # a snapshot per step, outside OUT (in it, the report would take them for seeds)
+    snapshots = tmp_path.parent / f"{tmp_path.name}-snapshots" / f"{PAIR}-iterative-0.8" / "seed0"
+    assert len(list(snapshots.glob("*.safetensors"))) == 8 \
+        and {p.name for p in tmp_path.rglob("*.safetensors")} == {"base.safetensors", "pruned.safetensors"}
+    cka = json.loads((run("cka-0.8") / "oneshot-iterative.cka.json").read_text())  # seed 0: both schedules ran it
+    assert len(cka["layers_a"]) == len(cka["layers_b"]) and (run("cka-0.8") / "oneshot-iterative.cka.png").exists()
+    assert sorted(p.name for p in (tmp_path / f"{PAIR}-cka-0.8").iterdir()) == ["seed0"]
+    header = ckpt.read_header((run("base") / "base.safetensors").read_bytes())
     assert header.data.spec == "digits?aug=none&norm=half" and header.data.mean == [0.5, 0.5, 0.5]
     assert header.lineage[-1].options["nesterov"] is False
 
@@ -66,8 +82,8 @@ def test_mode_flags_in_the_smoke_chain():
     assert all("--no-nesterov" in c for c in _of(ref, " train ") + _of(ref, " prune "))
     assert all("--shared-optimizer" in c for c in _of(ref, " prune ", "--schedule layerwise"))
     assert all("--fresh-optimizer" in c for c in _of(ref, " prune ", "--schedule iterative"))
-    assert all("--cka-modules all" in c for c in _of(ref, " analyze ", "vgg_smoke/"))
-    assert all("--cka-modules layers" in c for c in _of(ref, " analyze ", "densenet_smoke/"))
+    assert all("--cka-modules all" in c for c in _of(ref, " analyze ", "vgg_smoke-"))
+    assert all("--cka-modules layers" in c for c in _of(ref, " analyze ", "densenet_smoke-"))
     imp = _dry("SMOKE=1", "MODE=improved", "PAIRS=vgg_smoke densenet_smoke")
     assert all("--data 'digits'" in c for c in _of(imp, "--data"))
     assert all("--nesterov" in c and "--no-nesterov" not in c for c in _of(imp, " train ") + _of(imp, " prune "))
