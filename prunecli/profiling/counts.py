@@ -55,7 +55,12 @@ def count(model, input_shape, device: str = "cpu") -> ModelCount:
 
     # two draws, as when each counter drew its own input: the global RNG advances as it always has
     x, _ = example_input(input_shape, device=device), example_input(input_shape, device=device)
-    shadow = _sharing_copy(model)
+    was_training = model.training
+    model.eval()  # before copying, as the library's call did: eval() clears timm's train-time caches
+    try:
+        shadow = _sharing_copy(model)
+    finally:
+        model.train(was_training)
     counter = op_counter.add_flops_counting_methods(shadow)
     counter.eval()
     with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), _conv_dense_hooks(shadow) as dense:

@@ -230,12 +230,17 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
     from prunecli.utils.runtime import resolve_device
 
     device = resolve_device(device)
-    if threads is not None:
+    previous = torch.get_num_threads()
+    if threads is not None:  # for this profile only: a caller in the same process keeps its own
         torch.set_num_threads(threads)
-    results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                           per_layer, data, tol, own_tol, stat, backend, layer_latency)
+    try:
+        results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
+                               per_layer, data, tol, own_tol, stat, backend, layer_latency)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
     result = results[0]
-    result["settings"] = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
+    result["settings"] = {"device": device, "device_name": device_name(device), "threads": used,
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat),
                           "backend": backend}
     if compare is not None:
