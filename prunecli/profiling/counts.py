@@ -61,10 +61,10 @@ def count(model, input_shape, device: str = "cpu") -> ModelCount:
         shadow = _sharing_copy(model)
     finally:
         model.train(was_training)
-    counter = op_counter.add_flops_counting_methods(shadow)
-    counter.eval()
+    # its warning on shared modules (CoaT), printed from here on, would corrupt --json
     with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), _conv_dense_hooks(shadow) as dense:
-        # its warning on shared modules (CoaT) would corrupt --json
+        counter = op_counter.add_flops_counting_methods(shadow)
+        counter.eval()
         counter.start_flops_count(ost=sys.stdout, verbose=False, ignore_list=[])
         try:
             counter(x)
