@@ -237,19 +237,9 @@ def _computes_its_input(model: nn.Module, input_shape, blocks: list[str]) -> lis
 def _probe(model: nn.Module, input_shape, handles: list) -> None:
     """One eval-mode forward pass of a probe batch for the hooks in `handles`, which are removed
     afterwards; the model's train/eval mode is restored."""
-    import torch
+    from prunecli.profiling.counts import example_input, hooked_forward
 
-    from prunecli.profiling.counts import example_input
-
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input(input_shape, batch=4))
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    hooked_forward(model, example_input(input_shape, batch=4), handles)
 
 
 FOLD = Param("fold", str | None, None, "what happens to the constant a zero filter still outputs after "

@@ -40,6 +40,23 @@ def example_input(input_shape, batch: int = 1, device: str = "cpu"):
     return torch.randn(batch, *input_shape, device=device)
 
 
+def hooked_forward(model, x, handles: list) -> None:
+    """One eval-mode, no-grad forward of `x` for the forward hooks in `handles`, which are removed
+    afterwards; the model's train/eval mode is restored (shape probes: input shapes, execution
+    order, identity blocks)."""
+    import torch
+
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+
+
 def count(model, input_shape, device: str = "cpu") -> ModelCount:
     """MACs and params of `model` for one sample of `input_shape`, by Torch-Pruning's counter.
 

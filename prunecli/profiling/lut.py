@@ -42,7 +42,7 @@ def capture_inputs(model, input_shape, names: list[str] | None = None) -> dict[s
     """name → the shape (batch 1) of the single tensor each leaf module receives in a forward pass."""
     import torch
 
-    from prunecli.profiling.counts import example_input
+    from prunecli.profiling.counts import example_input, hooked_forward
 
     shapes: dict[str, tuple[int, ...]] = {}
     modules = {n: m for n, m in model.named_modules() if n and next(m.children(), None) is None}
@@ -56,15 +56,7 @@ def capture_inputs(model, input_shape, names: list[str] | None = None) -> dict[s
         return seen
 
     handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input(input_shape))
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    hooked_forward(model, example_input(input_shape), handles)
     return shapes
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from prunecli.errors import CheckpointError, UserError
-from prunecli.profiling.counts import example_input
+from prunecli.profiling.counts import example_input, hooked_forward
 
 
 def candidates(model: nn.Module, pattern: str) -> list[str]:
@@ -42,15 +42,7 @@ def shape_preserving(model: nn.Module, names: list[str], input_shape) -> list[st
         return check
 
     handles = [named[n].register_forward_hook(hook(n)) for n in names]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input(input_shape))
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    hooked_forward(model, example_input(input_shape), handles)
     return [n for n in names if same.get(n)]
 
 

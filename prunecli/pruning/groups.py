@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from prunecli.profiling.counts import hooked_forward
 from prunecli.pruning.deadline import phase
 from prunecli.pruning.graphcheck import refuse_sliced_concats
 from prunecli.pruning.structured import (
@@ -69,15 +69,7 @@ def _execution_order(model, input_shape) -> dict:
         order.setdefault(module, len(order))
 
     hooks = [m.register_forward_hook(seen) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            model(example_input(input_shape))
-        model.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward(model, example_input(input_shape), hooks)
     return order
 
 
