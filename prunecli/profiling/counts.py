@@ -63,7 +63,7 @@ def count(model, input_shape, device: str = "cpu") -> ModelCount:
     `tp.utils.count_ops_and_params` deep-copies the model, weights included, so that its hooks and
     counters never touch the caller's modules, and runs the forward with gradients on; the same
     counter runs here on a copy of the modules that shares the weights, under `no_grad`, and
-    `conv_dense` reads the same forward. Same counts (`tests/unit/test_counts_fast.py`), less than
+    the conv/dense count (`_conv_dense_hooks`) reads the same forward. Same counts (`tests/unit/test_counts_fast.py`), less than
     half the time: counting was a third of `prune`'s own time on a ResNet-50 and runs for every
     trial of a `--target-macs` search.
     """
@@ -114,8 +114,10 @@ def _sharing_copy(model):
 
 @contextlib.contextmanager
 def _conv_dense_hooks(model):
-    """MACs and params of the Conv and Linear layers alone (Li et al.'s `measure_model`) over the
-    forwards run inside; see `conv_dense`."""
+    """MACs and params of the Conv and Linear layers alone, as Li et al.'s `measure_model` counts,
+    over the forwards run inside: Conv kh·kw·(Cin/groups)·Cout·Hout·Wout (no bias), Linear in·out
+    per output position; params are those layers' weights and biases (BatchNorm, activations and
+    pooling count nothing)."""
     import torch.nn as nn
 
     result = {"macs": 0, "params": 0}
@@ -134,25 +136,6 @@ def _conv_dense_hooks(model):
     finally:
         for h in handles:
             h.remove()
-
-
-def conv_dense(model, x) -> tuple[int, int]:
-    """(MACs, params) of the Conv and Linear layers alone, as Li et al.'s `measure_model` counts.
-
-    Conv: kh·kw·(Cin/groups)·Cout·Hout·Wout (the paper's models have groups=1); Linear:
-    in·out per output position (one position after a Flatten, as in the paper). Params are
-    those layers' weights and biases; BatchNorm, activations and pooling count nothing.
-    """
-    import torch
-
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(), _conv_dense_hooks(model) as dense:
-            model(x)
-    finally:
-        model.train(was_training)
-    return dense["macs"], dense["params"]
 
 
 def flops_sidecar(before: ModelCount, after: ModelCount, input_shape, checkpoint: str):
