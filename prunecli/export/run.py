@@ -1,8 +1,8 @@
 """`prunecli export`: export, run the exported file, compare with PyTorch, keep it only if it agrees.
 
 The model is exported into a temporary file beside the output (the exporters write files
-themselves, so `io/atomic.py`'s write_bytes cannot be used; the same temporary-then-rename
-pattern is), read back by the runtime a deployment would use, and run on a fixed seeded input
+themselves: `io/atomic.py`'s `written_by` gives the file and renames it into place only when the
+check passes), read back by the runtime a deployment would use, and run on a fixed seeded input
 (`torch.randn(batch, *input_shape)`, seed 0, the checkpoint's input shape). Its output is
 compared with the PyTorch model's in eval mode on the same input:
 
@@ -17,8 +17,6 @@ With --dynamic-batch the file is also run at batch + 1, a batch size it was not 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,7 @@ def export_checkpoint(checkpoint: str, fmt: str, out: str, *, opset: int | None 
                       batch_size: int = 2, atol: float = 1e-4, rtol: float = 1e-3) -> dict[str, Any]:
     """Export, verify and (only if it agrees) rename into place; the JSON-ready result."""
     check_options(fmt, out, opset, batch_size, atol, rtol)
-    from prunecli.io.atomic import check_output
+    from prunecli.io.atomic import check_output, written_by
 
     check_output(out, checkpoint)
     if fmt == "onnx":
@@ -80,18 +78,13 @@ def export_checkpoint(checkpoint: str, fmt: str, out: str, *, opset: int | None 
         "batches": batches, "seed": SEED, "atol": atol, "rtol": rtol, "torch": torch.__version__,
     }
     path = Path(out).expanduser()
-    tmp = _temp_beside(path, fmt)
-    try:
+    with written_by(path, f".tmp.{fmt}") as tmp:  # torch.export.load insists on the `.pt2` ending
         start = time.perf_counter()
         _export(model, inputs[0], fmt, tmp, loaded.header.model.name, dynamic_batch, opset, result)
         result["export_s"] = round(time.perf_counter() - start, 3)
         result.update(verify(model, fmt, tmp, inputs, atol, rtol))
         if not result["passed"]:
             raise ExportMismatch(_mismatch_line(result, path), result)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result["bytes"] = path.stat().st_size
     result["sidecar"] = _write_sidecar(path, result)
     return result
@@ -158,25 +151,6 @@ def _mismatch_line(result: dict[str, Any], path: Path) -> str:
     return (f"verification failed: the exported {result['format']} differs from PyTorch by max abs "
             f"{result['max_abs_diff']:.3g} (rel {result['max_rel_diff']:.3g}), beyond --atol {result['atol']:g} "
             f"+ --rtol {result['rtol']:g} × max|output|; {path} not written")
-
-
-def _temp_beside(path: Path, fmt: str) -> Path:
-    """An empty temporary file in the output's folder (same file system: the rename is atomic), ending
-    in the format's extension (torch.export.load insists on `.pt2`)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp.{fmt}", dir=path.parent)
-    except OSError as err:
-        raise UserError(f"cannot write in folder {path.parent} ({err.strerror or err}), needed for {path}") from None
-    os.close(fd)
-    return Path(tmp)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-    from prunecli.io.atomic import _umask
-
-    os.chmod(path, 0o666 & ~_umask())  # mkstemp made it 0600; an output looks like any other
 
 
 def _write_sidecar(path: Path, result: dict[str, Any]) -> str | None:

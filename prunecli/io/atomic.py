@@ -6,6 +6,7 @@ renamed over the destination (`os.replace` is atomic on POSIX within one file sy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -27,10 +28,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         return
     path = Path(path)
     check_output(path, option="output", probe=False)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise UserError(f"cannot write in folder {path.parent} ({err.strerror or err}), needed for {path}") from None
+    fd, tmp = _temp_in(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -44,6 +42,33 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def written_by(path: str | Path, suffix: str = ".tmp"):
+    """For writers that make the file themselves (an exporter): yields an empty temporary file in
+    `path`'s folder; when the block completes it is flushed to disk, given the usual permissions
+    and renamed over `path`; when the block raises it is removed and `path` is untouched."""
+    path = Path(path)
+    fd, name = _temp_in(path, suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temp_in(path: Path, suffix: str) -> tuple[int, str]:
+    """mkstemp beside `path` (same file system: the rename is atomic); an unwritable folder is one line."""
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise UserError(f"cannot write in folder {path.parent} ({err.strerror or err}), needed for {path}") from None
 
 
 def check_output(path: str | Path, *inputs: str | Path | None, option: str = "-o", probe: bool = True) -> None:
