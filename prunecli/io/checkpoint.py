@@ -68,13 +68,17 @@ def read_header(data: bytes) -> Header:
 def read_file_header(path: str | Path) -> Header:
     """The header of a checkpoint file from its first bytes: no tensor is read, no model built,
     nothing unpickled (`prunecli report` lists hundreds of runs this way)."""
-    path = Path(path)
+    return _header_of(_file_table(Path(path)))
+
+
+def _file_table(path: Path) -> dict:
+    """The safetensors table (tensor names, shapes, offsets, `__metadata__`) from a file's first bytes."""
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(8)
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
         head += fh.read(min(n, MAX_HEADER_BYTES + 1))
-    return _header_of(_split(head, size)[0])
+    return _split(head, size)[0]
 
 
 def _header_of(table: dict) -> Header:
@@ -126,12 +130,7 @@ def _load(src: str | Path, device: str) -> Loaded:
         raise UserError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        head += fh.read(min(n, MAX_HEADER_BYTES + 1))
-    table, _ = _split(head, size)
+    table = _file_table(path)
     header = _header_of(table)
     model, entry = _rebuild(header, {k: _Shape(v) for k, v in table.items() if k != "__metadata__"})
     _copy_tensors(model, path, header, table)
