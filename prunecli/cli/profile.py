@@ -33,6 +33,8 @@ def profile(
     # per-layer latency (issue 16, latency-aware pruning)
     layer_latency: Annotated[bool, typer.Option("--latency", help="with --per-layer: also time each layer alone at each batch size (interleaved, medians)")] = False,
     dtype: Annotated[str, typer.Option("--dtype", help="dtype of the per-layer latency (--latency)", **O.choice("--dtype", "float32", "bfloat16", "float16"))] = "float32",
+    # the CPU allocator while timing (issue 16): glibc's page faults are not the model's time
+    allocator: Annotated[str, typer.Option("--allocator", **O.choice("--allocator", "steady", "system"), help="CPU only: steady keeps the memory malloc hands out between passes (mallopt: no mmap, no trim), as a caching allocator (jemalloc/tcmalloc) does in deployment; system times with glibc's defaults, whose page faults vary from process to process")] = "steady",
 ) -> None:
     """Count params and MACs, and time the forward pass of a checkpoint.
 
@@ -41,6 +43,9 @@ def profile(
     untimed ones, random inputs, per batch size; timed by the wall clock on
     CPU, by CUDA events on a GPU (the JSON's settings say `stat`, `timer`).
     Peak memory: weights + input + the activation peak of one forward pass.
+    On the CPU, memory is kept between timed passes (--allocator steady): with
+    glibc's defaults a large batch pays page faults on every pass, a cost of
+    the allocator's history (up to a third of the time) rather than the model.
 
     --compare measures another checkpoint the same way and adds ratios
     (other / this): MACs and params reduction, and speedup, the time ratio
@@ -89,6 +94,7 @@ def profile(
         stat=stat,
         backend=backend,  # export (issue 16)
         layer_latency=dtype if layer_latency else None,  # per-layer latency (issue 16)
+        allocator=allocator,  # the CPU allocator while timing (issue 16)
     )
     if output is not None:  # issue 17 (report)
         write_result(output, result)

@@ -11,9 +11,12 @@ Differences from the paper, kept small: the groups are Torch-Pruning's dependenc
 channels coupled by residual adds are one knapsack item (the paper's grouping of coupled
 layers) and the knapsack is exact over them; pruning is one shot (the paper prunes in steps
 between fine-tuning, re-solving with the previous step's input widths: we re-solve three times
-with the previous solution's) to a target checked by measuring the pruned model
-(`pruning.latency`). Candidate widths are a grid of multiples of 8 (the paper: every width,
-its latency table stepped per layer).
+around the previous solution's widths, each layer's latency expanded to first order in its
+output and its input width so that narrowing a group also earns what it saves in the layers it
+feeds) to a target checked by measuring the pruned model (`pruning.latency_run`). Candidate
+widths are a grid of ≤ 16 per group, multiples of 8 where the step is that coarse (the paper:
+every width, its latency table stepped per layer). The table times inputs as well as outputs,
+and the layers it does not time are charged by activation volume (`pruning.latency.Predictor`).
 """
 
 from __future__ import annotations

@@ -123,15 +123,19 @@ def measure_latency(model, input_shape, batch_sizes, device: str = "cpu", warmup
 
 
 def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu", warmup: int = 5,
-                         runs: int = 20, inputs=None, stat: str = "median") -> list[list[dict[str, Any]]]:
+                         runs: int = 20, inputs=None, stat: str = "median",
+                         allocator: str = "steady") -> list[list[dict[str, Any]]]:
     """Latency rows for several models, their timed runs interleaved (A, B, A, B, …).
 
     On a shared, noisy machine a burst of load then hits every model alike, so the ratio of
     two medians or means (the speedup `profile --compare` reports) stays honest. `inputs` (a tensor of
     real samples, e.g. MRI slices) replaces the random inputs: an iterative solver's run time
-    depends on what it solves.
+    depends on what it solves. `allocator`: `profiling.allocator`'s mode (steady: memory kept
+    between passes on the CPU); each row records the mode in effect.
     """
     import torch
+
+    from prunecli.profiling.allocator import allocator as keep_memory
 
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
@@ -140,17 +144,18 @@ def measure_latency_many(models, input_shapes, batch_sizes, device: str = "cpu",
     torch.backends.cudnn.benchmark = True  # pick the fastest kernels, as deployment would
     rows: list[list[dict[str, Any]]] = [[] for _ in models]
     try:
-        for batch in batch_sizes:
-            xs = [torch.randn(batch, *shape, device=device) if inputs is None
-                  else _take(inputs, batch).to(device) for shape in input_shapes]
-            for model, x in zip(models, xs):
-                time_forward(model, x, device, warmup, 0)
-            times: list[list[float]] = [[] for _ in models]
-            for _ in range(runs):
-                for i, (model, x) in enumerate(zip(models, xs)):
-                    times[i].extend(time_forward(model, x, device, 0, 1))
-            for i, t in enumerate(times):
-                rows[i].append(summarize(t, batch, stat))
+        with keep_memory(allocator, device) as mode:
+            for batch in batch_sizes:
+                xs = [torch.randn(batch, *shape, device=device) if inputs is None
+                      else _take(inputs, batch).to(device) for shape in input_shapes]
+                for model, x in zip(models, xs):
+                    time_forward(model, x, device, warmup, 0)
+                times: list[list[float]] = [[] for _ in models]
+                for _ in range(runs):
+                    for i, (model, x) in enumerate(zip(models, xs)):
+                        times[i].extend(time_forward(model, x, device, 0, 1))
+                for i, t in enumerate(times):
+                    rows[i].append({**summarize(t, batch, stat), "allocator": mode})
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows

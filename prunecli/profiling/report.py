@@ -50,7 +50,7 @@ def device_name(device: str) -> str:
 def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int, warmup: int,
                  per_layer: bool, data: str | None = None, tol: float | None = None,
                  own_tol: bool = False, stat: str = "median", backend: str = "torch",
-                 layer_latency: str | None = None) -> list[dict[str, Any]]:
+                 layer_latency: str | None = None, allocator: str = "steady") -> list[dict[str, Any]]:
     """Counts, latency and memory of each checkpoint (timed runs interleaved); writes the first
     one's flops sidecar."""
     from prunecli.console import err
@@ -75,7 +75,8 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
 
         timed = [ort_model(item.model, shape, item.header.model.name, device, torch.get_num_threads())
                  for item, shape in zip(loaded, shapes)]
-    latencies = measure_latency_many(timed, shapes, batch_sizes, device, warmup, runs, inputs=inputs, stat=stat)
+    latencies = measure_latency_many(timed, shapes, batch_sizes, device, warmup, runs, inputs=inputs, stat=stat,
+                                     allocator=allocator)
     results = []
     for i, (src, item, shape, latency) in enumerate(zip(srcs, loaded, shapes, latencies)):
         counted = count(item.model, shape)
@@ -96,7 +97,8 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
         if per_layer:
             result["layers"] = [vars(layer).copy() for layer in counted.layers.values()]
             if layer_latency:  # per-layer latency (issue 16): each layer alone, at each batch size
-                _add_layer_latency(result, item.model, shape, batch_sizes, device, layer_latency, warmup, runs)
+                _add_layer_latency(result, item.model, shape, batch_sizes, device, layer_latency, warmup, runs,
+                                   allocator)
         sparse = {"macs": sparse_macs, "params": nonzero} if nonzero < counted.params else None
         result["backend"] = backend  # export (issue 16)
         result["sidecar"] = (write_flops(src, item, counted, sparse, latency, memory, device, runs, warmup, backend)
@@ -105,12 +107,12 @@ def profile_many(srcs: list[str], device: str, batch_sizes: list[int], runs: int
     return results
 
 
-def _add_layer_latency(result, model, shape, batch_sizes, device, dtype, warmup, runs) -> None:
+def _add_layer_latency(result, model, shape, batch_sizes, device, dtype, warmup, runs, allocator) -> None:
     """`latency_ms` ({batch: median ms}) on each per-layer row; `layer_latency` says how it was measured."""
     from prunecli.profiling.lut import time_layers
 
     names = [row["name"] for row in result["layers"]]
-    timed = {b: time_layers(model, shape, names, b, device, dtype, warmup, runs) for b in batch_sizes}
+    timed = {b: time_layers(model, shape, names, b, device, dtype, warmup, runs, allocator) for b in batch_sizes}
     for row in result["layers"]:
         row["latency_ms"] = {str(b): timed[b].get(row["name"]) for b in batch_sizes}
     result["layer_latency"] = {"dtype": dtype, "batch_sizes": batch_sizes, "warmup": warmup, "runs": runs,
@@ -179,6 +181,7 @@ def write_flops(src, loaded, counted, sparse, latency, memory, device, runs, war
     measured = {"device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "runs": runs, "warmup": warmup, "batches": latency, "memory": memory,
                 **timing_protocol(device, latency[0].get("stat", "median")),
+                "allocator": latency[0].get("allocator", "system"),  # profiling.allocator's mode in effect
                 "backend": backend,  # export (issue 16): which runtime the latency is of
                 **_prune_latency(src)}
     doc = type(doc).model_validate({**doc.model_dump(), "sparse_after": sparse, "latency": measured})  # validated
@@ -221,10 +224,14 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: list[int], runs: int,
                         warmup: int, device: str, threads: int | None, per_layer: bool, data: str | None = None,
                         tol: float | None = None, own_tol: bool = False, stat: str = "median",
-                        backend: str = "torch", layer_latency: str | None = None) -> dict[str, Any]:
+                        backend: str = "torch", layer_latency: str | None = None,
+                        allocator: str = "steady") -> dict[str, Any]:
     """The whole `prunecli profile` result (JSON-ready)."""
     check_options(runs, warmup, threads, checkpoint, compare)  # before the slow imports
     check_stat(stat)
+    from prunecli.profiling.allocator import check_mode
+
+    check_mode(allocator)
     import torch
 
     from prunecli.utils.runtime import resolve_device
@@ -235,14 +242,14 @@ def profile_checkpoints(checkpoint: str, compare: str | None, *, batch_sizes: li
         torch.set_num_threads(threads)
     try:
         results = profile_many([checkpoint] + ([compare] if compare else []), device, batch_sizes, runs, warmup,
-                               per_layer, data, tol, own_tol, stat, backend, layer_latency)
+                               per_layer, data, tol, own_tol, stat, backend, layer_latency, allocator)
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
     result = results[0]
     result["settings"] = {"device": device, "device_name": device_name(device), "threads": used,
                           "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes, **timing_protocol(device, stat),
-                          "backend": backend}
+                          "backend": backend, "allocator": result["latency"][0].get("allocator", "system")}
     if compare is not None:
         other = results[1]
         result["compare"] = other
@@ -295,7 +302,7 @@ def render(result: dict[str, Any]):
         rows.append(row("solver iterations (tol)", [f"{m['solver']['iterations']} ({m['solver']['tol']:.0e})"
                                                     if "solver" in m else "" for m in models]))
     title = (f"profile on {s['device']} ({s['device_name']}, {s['threads']} threads, {stat} of {s['runs']} runs"
-             f" by {s.get('timer', 'perf_counter')})")
+             f" by {s.get('timer', 'perf_counter')}{', steady allocator' if s.get('allocator') == 'steady' else ''})")
     parts = [table(title, ["", *names, *(["other / this"] if r else [])], rows)]  # latency ratio = speedup
     parts += [f"[yellow]note ({Path(m['checkpoint']).name}): {m['note']}[/]" for m in models if "note" in m]
     if "layers" in result:

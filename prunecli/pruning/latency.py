@@ -106,11 +106,24 @@ def layer_widths(groups: list[Group], keep: dict[str, int]) -> dict[str, tuple[i
 
 
 class Predictor:
-    """Table-predicted latency of the model at given group widths, as a fraction of the unpruned prediction."""
+    """Predicted latency of the model at given group widths, as a fraction of the unpruned prediction.
 
-    def __init__(self, table, dims, groups: list[Group]):
+    The table times the Conv/Linear layers; what it does not time (normalisation, activations,
+    residual adds, permutes: a tenth of ResNet-56's CPU time, far more of ConvNeXt's) is `other`
+    = the measured unpruned latency − the table's sum, when a measurement is given. Those layers
+    are elementwise on the Conv/Linear outputs, so `other` is scaled by the kept fraction of the
+    output activation volume (`volume`: each layer's output elements per channel, one sample).
+    Without a measurement (or when the isolated timings add up to more than it), only the table.
+    """
+
+    def __init__(self, table, dims, groups: list[Group], base_ms: float | None = None,
+                 volume: dict[str, float] | None = None):
         self.table, self.dims, self.groups = table, dims, groups
-        self.full = lut.predict(table, dims, {})
+        self.timed = lut.predict(table, dims, {})
+        self.volume = {n: v for n, v in (volume or {}).items() if n in dims}
+        self.total_volume = sum(v * dims[n][1] for n, v in self.volume.items())
+        self.other = max(0.0, base_ms - self.timed) if base_ms and self.total_volume else 0.0
+        self.full = self.timed + self.other
 
     def widths(self, keep: dict[str, int]) -> dict[str, tuple[int, int]]:
         out = {}
@@ -119,8 +132,16 @@ class Predictor:
             out[name] = (cin if win is None else win, cout if wout is None else wout)
         return out
 
+    def other_ms(self, widths: dict[str, tuple[int, int]]) -> float:
+        """The untimed layers' share at these widths: `other` × the kept output volume."""
+        if not self.other:
+            return 0.0
+        kept = sum(v * widths.get(n, self.dims[n][:2])[1] for n, v in self.volume.items())
+        return self.other * kept / self.total_volume
+
     def ratio(self, keep: dict[str, int]) -> float:
-        return lut.predict(self.table, self.dims, self.widths(keep)) / max(self.full, 1e-12)
+        widths = self.widths(keep)
+        return (lut.predict(self.table, self.dims, widths) + self.other_ms(widths)) / max(self.full, 1e-12)
 
 
 def knapsack(values: list[list[float]], costs: list[list[float]], budget: float, bins: int = 2000) -> list[int]:
@@ -165,25 +186,45 @@ def candidates(g: Group) -> list[int]:
     return [w for w in lut.grid(g.channels) if w >= g.min_width] or [g.channels]
 
 
-def halp_widths(pred: Predictor, target_ratio: float, steps: int = 12) -> dict[str, int]:
+def halp_widths(pred: Predictor, target_ratio: float, steps: int = 12, rounds: int = 3) -> dict[str, int]:
     """HALP's knapsack: per group a width from its grid, maximal kept importance, predicted latency ≤ target.
 
-    A layer's cost is its latency at its group's width at the layer's unpruned input width (so
-    costs add up over groups and the knapsack is exact); its input is narrowed by another group,
-    which the knapsack's costs overstate. HALP re-solves after each pruning step with the new
-    input widths; one shot, we search the budget handed to the knapsack instead (bisection,
-    `steps`) for the largest whose solution's full prediction (input widths included) meets the
-    target.
+    A layer's latency depends on two groups, the one sizing its output and the one sizing its
+    input; the knapsack needs costs that add up over groups, so each solve expands every layer's
+    latency to first order around the previous solution's widths (`solve_knapsack`). As HALP
+    re-solves after each pruning step with the new widths, we re-solve `rounds` times around the
+    last solution. The expansion is not exact away from that point, so each solve searches the
+    budget handed to the knapsack (bisection, `steps`) for the largest whose solution's full
+    prediction (`Predictor.ratio`) meets the target; the most important solution that does is kept.
     """
-    lo, hi, best = target_ratio, 1.0, None
-    try:
-        best = solve_knapsack(pred, target_ratio, {})  # costs overstated: its prediction is ≤ target
-    except UserError:
-        pass  # the narrowed inputs may still make it: search above
+    best, previous = None, {}
+    for _ in range(rounds):
+        keep = _budget_search(pred, target_ratio, previous, steps)
+        if keep is None:
+            break
+        if best is None or _value(pred, keep) > _value(pred, best):
+            best = keep
+        if keep == previous:
+            break
+        previous = keep
+    if best is None:
+        raise UserError(f"the latency table predicts no widths reaching {target_ratio:.3g}× the latency; ask for a "
+                        "larger --target-latency or raise --max-ratio")
+    return best
+
+
+def _value(pred: Predictor, keep: dict[str, int]) -> float:
+    return sum(g.value(keep[g.root]) for g in pred.groups)
+
+
+def _budget_search(pred: Predictor, target_ratio: float, previous: dict[str, int], steps: int):
+    """The solution of the largest knapsack budget (between 0.5× and 1.5× the target's) whose full prediction meets
+    the target, or None."""
+    lo, hi, best = 0.5 * target_ratio, min(1.0, 1.5 * target_ratio), None
     for _ in range(steps):
         mid = (lo + hi) / 2
         try:
-            keep = solve_knapsack(pred, mid, {})
+            keep = solve_knapsack(pred, mid, previous)
         except UserError:
             lo = mid
             continue
@@ -191,28 +232,38 @@ def halp_widths(pred: Predictor, target_ratio: float, steps: int = 12) -> dict[s
             best, lo = keep, mid
         else:
             hi = mid
-    if best is None:
-        raise UserError(f"the latency table predicts no widths reaching {target_ratio:.3g}× the latency; ask for "
-                        "a larger --target-latency or raise --max-ratio")
     return best
 
 
 def solve_knapsack(pred: Predictor, target_ratio: float, previous: dict[str, int]) -> dict[str, int]:
-    """One knapsack solve: group costs at the input widths of `previous` (unpruned when empty)."""
-    groups = pred.groups
-    controlled = {n for g in groups for n in g.outs}
+    """One knapsack solve, the costs expanded around `previous`'s widths (unpruned when empty).
+
+    Layer n at widths (in, out), P its widths in `previous`: T(in, out) ≈ T(P) + [T(P_in, out) −
+    T(P)] + [T(in, P_out) − T(P)]. The first bracket is charged to the group sizing n's output,
+    the second to the group sizing its input (HALP charges a layer to its own output channels at
+    the previous layer's width; the input term adds what narrowing a group saves downstream).
+    Exact at `previous`; the knapsack then adds over groups. The untimed layers' share
+    (`Predictor.other_ms`) is linear in each group's width: charged to it exactly.
+    """
+    groups, dims, table = pred.groups, pred.dims, pred.table
     widths = pred.widths(previous)
-    scale = {n: (1.0 if dw else widths.get(n, (cin, cout))[0] / max(1, cin))
-             for n, (cin, cout, dw) in pred.dims.items()}
-    fixed = sum(lut.lookup(pred.table[n], widths.get(n, (0, pred.dims[n][1]))[1]) * scale[n]
-                for n in pred.dims if n in pred.table and n not in controlled)
+    now = {n: lut.layer_ms(table, n, d, *widths.get(n, d[:2])) for n, d in dims.items() if n in table}
     cands = [candidates(g) for g in groups]
-    costs = [[sum(lut.lookup(pred.table[n], w) * scale[n] for n in g.outs if n in pred.table) for w in ws]
-             for g, ws in zip(groups, cands)]
+    costs = []
+    for g, ws in zip(groups, cands):
+        outs = [n for n in g.outs if n in now]
+        ins = [n for n in g.ins if n in now and not dims[n][2]]
+        per_channel = pred.other * sum(pred.volume.get(n, 0.0) for n in g.outs) / max(pred.total_volume, 1e-12)
+        prev = previous.get(g.root, g.channels)
+        costs.append([sum(lut.layer_ms(table, n, dims[n], widths.get(n, dims[n][:2])[0], w) - now[n] for n in outs)
+                      + sum(lut.layer_ms(table, n, dims[n], w, widths.get(n, dims[n][:2])[1]) - now[n] for n in ins)
+                      + per_channel * (w - prev) for w in ws])
+    floor = [min(c) for c in costs]
+    costs = [[c - f for c in cs] for cs, f in zip(costs, floor)]
     values = [[g.value(w) for w in ws] for g, ws in zip(groups, cands)]
-    budget = target_ratio * pred.full - fixed
+    budget = target_ratio * pred.full - sum(now.values()) - pred.other_ms(widths) - sum(floor)
     if budget <= 0:
-        raise UserError("the latency budget is below what the layers HALP cannot prune cost; ask for a larger "
+        raise UserError("the latency budget is below what the narrowest allowed widths cost; ask for a larger "
                         "--target-latency")
     choice = knapsack(values, costs, budget)
     return {g.root: ws[k] for g, ws, k in zip(groups, cands, choice)}
@@ -225,34 +276,49 @@ def round_auto(groups: list[Group], table, ranked: dict[str, int], window: int, 
     to the wider. A faster aligned width (48 beside a slow 44) wins; a plain narrower width that
     is merely proportionally cheaper does not replace the ranking's choice. A group's cost is its
     layers at each width plus (with `dims`, `lut.layer_dims`) the layers it feeds, whose input it
-    widens: scaled by the input fraction at their own ranked output width, so padding is not free."""
+    widens, at their own ranked output width (`lut.layer_ms`: their input-width row where the table
+    has one, which knows that 11 input channels cost what 16 do on blocked kernels; else a linear
+    scaling), so padding is free only where the device says so."""
     out_width = {n: ranked.get(g.root, g.channels) for g in groups for n in g.outs}
     keep = {}
     for g in groups:
         w0 = ranked.get(g.root, g.channels)
         ws = range(max(g.min_width, w0 - window), min(g.channels, w0 + window) + 1)
-        fed = [(n, lut.lookup(table[n], out_width.get(n, dims[n][1])) / dims[n][0])
-               for n in (g.ins if dims else []) if n in table and not dims[n][2]]
-        cost = {w: sum(table[n][w] for n in g.outs if n in table) + sum(per * w for _, per in fed) for w in ws}
+        fed = [n for n in (g.ins if dims else []) if n in table and not dims[n][2]]
+        cost = {w: sum(table[n][w] for n in g.outs if n in table)
+                + sum(lut.layer_ms(table, n, dims[n], w, out_width.get(n, dims[n][1])) for n in fed) for w in ws}
         allowed = [w for w in ws if cost[w] <= cost[w0] * (1 + tie)]
         best = min(cost[w] / w for w in allowed)
         keep[g.root] = max(w for w in allowed if cost[w] / w <= best * (1 + tie))
     return keep
 
 
-def window_widths(groups: list[Group], ranked: dict[str, int], window: int) -> dict[str, list[int]]:
+def window_widths(groups: list[Group], ranked: dict[str, int], window: int,
+                  dims) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """(output widths, input widths) to time for `round_auto`: each group's window on the layers it
+    sizes, as outputs and as the inputs of the layers it feeds (and those at their full input)."""
     wanted: dict[str, list[int]] = {}
+    inputs: dict[str, list[int]] = {}
     for g in groups:
         w0 = ranked.get(g.root, g.channels)
+        ws = range(max(g.min_width, w0 - window), min(g.channels, w0 + window) + 1)
         for n in g.outs:
-            wanted.setdefault(n, []).extend(range(max(g.min_width, w0 - window), min(g.channels, w0 + window) + 1))
-    return wanted
+            wanted.setdefault(n, []).extend(ws)
+        for n in g.ins:
+            if n in dims and not dims[n][2]:
+                inputs.setdefault(n, []).extend([*ws, dims[n][0]])
+    return wanted, inputs
 
 
-def grid_widths(groups: list[Group], dims) -> dict[str, list[int]]:
-    """Every timed layer at its full width; the layers a group sizes on its grid too."""
+def grid_widths(groups: list[Group], dims) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """(output widths, input widths) to time for HALP and --target-latency: every timed layer at
+    its full width; the layers a group sizes on its grid too, as outputs and as inputs."""
     wanted = {n: [cout] for n, (_, cout, _) in dims.items()}
+    inputs: dict[str, list[int]] = {}
     for g in groups:
         for n in g.outs:
             wanted[n] = sorted({*wanted.get(n, []), *lut.grid(g.channels)})
-    return wanted
+        for n in g.ins:
+            if n in dims and not dims[n][2]:
+                inputs[n] = sorted({*inputs.get(n, []), *lut.grid(g.channels), dims[n][0]})
+    return wanted, inputs

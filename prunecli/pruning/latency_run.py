@@ -44,16 +44,17 @@ def measure(models, input_shape, batch: int, device: str) -> list[float]:
     return [r[0]["median_ms"] for r in rows]
 
 
-def _table(model, input_shape, plan, wanted: dict[str, list[int]], sha256: str) -> tuple[dict, dict, str | None]:
-    """The lookup table with the `wanted` (layer, width) pairs: the cache beside the checkpoint if its
-    key matches, the missing pairs timed now; written back. Returns (table, key, path)."""
+def _table(model, input_shape, plan, wanted, sha256: str) -> tuple[dict, dict, str | None]:
+    """The lookup table with the `wanted` = (output, input) (layer, width) pairs: the cache beside the
+    checkpoint if its key matches, the missing pairs timed now; written back. Returns (table, key, path)."""
     key = lut.table_key(sha256, plan.device, plan.latency_batch, "float32")
     table = lut.load_table(plan.table_source, key)
     started = time.perf_counter()  # not a `phase`: timing is not what --timeout bounds
-    timed = lut.ensure(table, model, input_shape, wanted, plan.latency_batch, plan.device, "float32")
+    timed = lut.ensure(table, model, input_shape, wanted[0], plan.latency_batch, plan.device, "float32",
+                       wanted_inputs=wanted[1])
     path = lut.save_table(plan.table_source, key, table) if timed else (
         str(lut.table_path(plan.table_source)) if plan.table_source not in (None, "-") else None)
-    reused = sum(map(len, wanted.values())) - timed
+    reused = max(0, sum(len(set(ws)) for rows in wanted for ws in rows.values()) - timed)
     err.print(f"latency table at batch {plan.latency_batch} on {plan.device}: {timed} layer widths timed "
               f"({time.perf_counter() - started:.1f} s)"
               + (f", {reused} reused from {path}" if reused else ""))
@@ -126,19 +127,21 @@ def prune_for_latency(model, input_shape, factory, plan, protected, before, on_t
                channel_groups(model, input_shape, factory(seed=plan.seed), plan, protected),
                lut.layer_dims(model), _sha(model))
     ratio, pruned, records, attempts, target_ratio = None, None, None, [], None
-    wanted = grid_widths(job.groups, job.dims) if plan.target_latency else {}
+    wanted = grid_widths(job.groups, job.dims) if plan.target_latency else ({}, {})
     if plan.target_latency:
         base_ms = measure([job.base], input_shape, plan.latency_batch, plan.device)[0]
         target_ratio = parse_target_latency(plan.target_latency, base_ms) / base_ms
         table, key, path = _table(model, input_shape, plan, wanted, job.sha)
-        ratio, pruned, records, keep, attempts = _target_search(job, Predictor(table, job.dims, job.groups),
-                                                                target_ratio)
+        volume = lut.output_volume(model, input_shape, list(job.dims))
+        ratio, pruned, records, keep, attempts = _target_search(
+            job, Predictor(table, job.dims, job.groups, base_ms, volume), target_ratio)
     else:
         ratio, records = _ranked_choice(job, before)
         keep = _ranked(records, job.groups)
     if plan.round_auto:
-        for n, ws in window_widths(job.groups, keep, plan.round_window).items():
-            wanted[n] = sorted({*wanted.get(n, []), *ws})
+        for rows, more in zip(wanted, window_widths(job.groups, keep, plan.round_window, job.dims)):
+            for n, ws in more.items():
+                rows[n] = sorted({*rows.get(n, []), *ws})
         table, key, path = _table(model, input_shape, plan, wanted, job.sha)
         ranked, keep = keep, round_auto(job.groups, table, keep, plan.round_window, job.dims)
         moved = sum(keep[g] != ranked[g] for g in keep)
@@ -216,7 +219,16 @@ def _measured(job: _Job, pruned, records, pred: Predictor, target_ratio) -> dict
             "before_ms": ms[0], "after_ms": ms[1], "speedup": ms[0] / ms[1], "target": plan.target_latency,
             "target_ratio": target_ratio, "predicted_ratio": pred.ratio(widths), "widths": widths,
             "method": "halp" if plan.halp else ("round-auto" if plan.round_auto else "ratio-search"),
-            "runs": MEASURE_RUNS, "protocol": "base and pruned interleaved, 2 warm-up, median"}
+            "runs": MEASURE_RUNS, "protocol": "base and pruned interleaved, 2 warm-up, median",
+            "allocator": _allocator(plan.device)}
+
+
+def _allocator(device: str) -> str:
+    """The allocator mode `measure` and the table timed under (`profiling.allocator`: steady where it applies)."""
+    from prunecli.profiling.allocator import allocator
+
+    with allocator("steady", device) as mode:
+        return mode
 
 
 def _plain(plan):

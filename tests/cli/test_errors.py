@@ -348,6 +348,7 @@ CASES |= {  # latency-aware pruning (issue 16): --target-latency, --round-to aut
     "prune latency above model": (["prune", "{ckpt}", "--target-latency", "100000ms", "--latency-batch", "1",
                                    "--device", "cpu", *OUT], "below the model's measured"),
     "profile latency without per-layer": (["profile", "{ckpt}", "--latency"], "--per-layer"),
+    "profile bad allocator": (["profile", "{ckpt}", "--allocator", "jemalloc"], "--allocator"),
 }
 
 

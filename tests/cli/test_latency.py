@@ -42,11 +42,14 @@ def _groups(loaded, **plan):
 
 
 def _synthetic_table(model, fast: dict | None = None) -> dict:
-    """layer → {width: ms}: 1 ms per output channel, times a per-layer factor; `fast` overrides entries."""
+    """layer → {width: ms}: 1 ms per output channel, times a per-layer factor; `fast` overrides entries.
+    Input rows: linear in the input width (what a table without them assumes)."""
     from prunecli.profiling import lut
 
-    table = {n: {w: float(w * (1 + i % 3)) for w in range(1, cout + 1)}
-             for i, (n, (_, cout, _)) in enumerate(lut.layer_dims(model).items())}
+    dims = lut.layer_dims(model)
+    table = lut.Table({n: {w: float(w * (1 + i % 3)) for w in range(1, cout + 1)}
+                       for i, (n, (_, cout, _)) in enumerate(dims.items())},
+                      {n: {w: float(w) for w in range(1, cin + 1)} for n, (cin, _, dw) in dims.items() if not dw})
     for (name, width), ms in (fast or {}).items():
         table[name][width] = ms
     return table
@@ -186,3 +189,127 @@ def test_round_to_auto_counts_the_input_width_it_gives_the_next_layer():
     ranked = {"a": 28, "b": 16}
     assert round_auto(groups, table, ranked, 4)["a"] == 32  # alone, padding to 32 looks free
     assert round_auto(groups, table, ranked, 4, dims)["a"] == 28  # but b's input grows by 4/32: not free
+
+
+def test_layer_ms_takes_the_input_width_from_its_own_row():
+    from prunecli.profiling import lut
+
+    # blocked kernels: outputs 1-16 cost 4, 17-32 cost 8; inputs 11 and 16 cost the same, 32 twice that
+    table = lut.Table({"c": {16: 4.0, 24: 8.0, 32: 8.0}}, {"c": {8: 2.0, 11: 3.0, 16: 3.0, 32: 6.0}})
+    dims = (32, 32, False)
+    assert lut.layer_ms(table, "c", dims, 32, 32) == 8.0
+    assert lut.layer_ms(table, "c", dims, 16, 32) == 4.0 == lut.layer_ms(table, "c", dims, 11, 32)
+    assert lut.layer_ms(table, "c", dims, 11, 24) == 4.0 and lut.layer_ms(table, "c", dims, 16, 16) == 2.0
+    assert lut.layer_ms({"c": {32: 8.0}}, "c", dims, 11, 32) == 8.0 * 11 / 32  # no input row: linear
+    assert lut.layer_ms(table, "c", (32, 32, True), 11, 16) == 4.0  # depthwise: its output row only
+
+
+def test_round_to_auto_pads_where_the_fed_layers_input_row_is_flat():
+    from prunecli.profiling import lut
+    from prunecli.pruning.latency import Group, round_auto
+
+    groups = [Group("a", 32, [1.0] * 32, outs=["a"], ins=["b"]), Group("b", 16, [1.0] * 16, outs=["b"])]
+    table = lut.Table({"a": {w: float(w) for w in range(1, 33)} | {32: 28.0}, "b": {w: 2.0 * w for w in range(1, 17)}},
+                      {"b": {w: 10.0 if w > 16 else 5.0 for w in range(1, 33)}})  # b's inputs in blocks of 16
+    dims = {"a": (3, 32, False), "b": (32, 16, False)}
+    # the same case as above, but b's input row says 28 and 32 input channels cost the same: padding is free
+    assert round_auto(groups, table, {"a": 28, "b": 16}, 4, dims)["a"] == 32
+
+
+def test_halp_keeps_whole_blocks_when_the_device_runs_blocks(tmp_path):
+    from prunecli.profiling import lut
+    from prunecli.pruning.latency import Predictor, halp_widths
+
+    _, loaded = _tiny(tmp_path)
+    dims = lut.layer_dims(loaded.model)
+    block = lambda w: float(-(-w // 8))  # noqa: E731  a cost that steps every 8 channels, in and out
+    table = lut.Table({n: {w: block(w) for w in range(1, cout + 1)} for n, (_, cout, _) in dims.items()},
+                      {n: {w: block(w) for w in range(1, cin + 1)} for n, (cin, _, _) in dims.items()})
+    groups = _groups(loaded)
+    pred = Predictor(table, dims, groups)
+    for target in (0.5, 0.7):
+        keep = halp_widths(pred, target)
+        assert pred.ratio(keep) <= target + 1e-9
+        assert all(w % 8 == 0 for w in keep.values()), keep  # a partial block costs a whole one: never kept
+        assert any(keep[g.root] < g.channels for g in groups)
+
+
+def test_latency_table_times_and_caches_input_widths(tmp_path):
+    from prunecli.profiling import lut
+    from prunecli.pruning.latency_run import _sha
+
+    path, loaded = _tiny(tmp_path)
+    key = lut.table_key(_sha(loaded.model), "cpu", 2, "float32")
+    table = lut.Table()
+    timed = lut.ensure(table, loaded.model, loaded.header.input_shape, {"fc": [4]}, 2, "cpu", "float32", runs=1,
+                       wanted_inputs={"layer3.0.conv1": [8, 16], "fc": [16, 32]})
+    assert timed == 5 and set(table.inputs) == {"layer3.0.conv1", "fc"} and set(table.inputs["fc"]) == {16, 32}
+    assert all(ms > 0 for row in table.inputs.values() for ms in row.values())
+    lut.save_table(str(path), key, table)
+    again = lut.load_table(str(path), key)
+    assert again == table and again.inputs == table.inputs
+    assert lut.ensure(again, loaded.model, loaded.header.input_shape, {"fc": [4]}, 2, "cpu", "float32",
+                      wanted_inputs={"fc": [16]}) == 0  # all cached
+
+
+def test_allocator_steady_keeps_memory_while_timing_and_restores_glibc_defaults():
+    from prunecli.profiling import allocator as A
+
+    class FakeLibc:
+        def __init__(self, ok=1):
+            self.calls, self.ok = [], ok
+
+        def mallopt(self, param, value):
+            self.calls.append((param, value))
+            return self.ok
+
+        def malloc_trim(self, pad):
+            self.calls.append(("trim", pad))
+            return 1
+
+    libc = FakeLibc()
+    with A.allocator("steady", "cpu", libc) as mode:
+        assert mode == "steady" and libc.calls == [(A.M_MMAP_MAX, 0), (A.M_TRIM_THRESHOLD, A.NO_TRIM)]
+    assert libc.calls[2:] == [(A.M_MMAP_MAX, A.DEFAULT_MMAP_MAX), (A.M_TRIM_THRESHOLD, A.DEFAULT_TRIM), ("trim", 0)]
+    for mode, device in (("system", "cpu"), ("steady", "cuda:0")):
+        libc = FakeLibc()
+        with A.allocator(mode, device, libc) as got:
+            assert got == "system"
+        assert libc.calls == []
+    refused = FakeLibc(ok=0)
+    with A.allocator("steady", "cpu", refused) as got:
+        assert got == "system"
+
+
+def test_profile_records_the_allocator(tmp_path):
+    import platform
+
+    ckpt = untrained("resnet_tiny", tmp_path / "t.safetensors")
+    common = ["--batch-sizes", "2", "--runs", "1", "--warmup", "0", "--device", "cpu", "--json"]
+    steady = json.loads(run_cli("profile", ckpt, *common).stdout)
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert steady["settings"]["allocator"] == ("steady" if glibc else "system")
+    assert steady["latency"][0]["allocator"] == steady["settings"]["allocator"]
+    system = json.loads(run_cli("profile", ckpt, *common, "--allocator", "system").stdout)
+    assert system["settings"]["allocator"] == "system"
+    assert json.loads((tmp_path / "t.flops.json").read_text())["latency"]["allocator"] == "system"
+
+
+def test_predictor_scales_the_untimed_share_by_the_kept_output_volume():
+    from prunecli.profiling import lut
+    from prunecli.pruning.latency import Group, Predictor, halp_widths, solve_knapsack
+
+    groups = [Group("a", 8, [1.0] * 8, outs=["a"], ins=["b"])]
+    dims = {"a": (3, 8, False), "b": (8, 4, False)}
+    table = lut.Table({"a": {w: float(w) for w in range(1, 9)}, "b": {4: 4.0}})  # timed: 8 + 4 = 12 ms
+    volume = {"a": 100.0, "b": 100.0}  # a's 8 channels carry 800 output elements, b's 4 carry 400
+    pred = Predictor(table, dims, groups, base_ms=24.0, volume=volume)  # 12 ms measured beyond the table
+    assert pred.other == 12.0 and pred.full == 24.0
+    # a at 4: a 4 ms, b 4 × 4/8 = 2 ms; untimed 12 × (400 + 400) / 1200 = 8 ms
+    assert abs(pred.ratio({"a": 4}) - (4 + 2 + 8) / 24) < 1e-12
+    assert Predictor(table, dims, groups).ratio({"a": 4}) == (4 + 2) / 12  # no measurement: the table alone
+    assert Predictor(table, dims, groups, base_ms=10.0, volume=volume).other == 0  # table above it: no share
+    for previous in ({}, {"a": 6}):  # the knapsack's expansion is exact here (linear rows): its pick meets it
+        keep = solve_knapsack(pred, 0.6, previous)
+        assert pred.ratio(keep) <= 0.6 + 1e-9 and pred.ratio({"a": keep["a"] + 1}) > 0.6
+    assert halp_widths(pred, 0.6) == {"a": 4}  # ratio(w) = (w + w/2 + (w + 4)) / 24 ≤ 0.6  ⇔  w ≤ 4.16
