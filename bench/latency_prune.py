@@ -10,7 +10,9 @@ change the timing) and pruned by it, in this process:
 * `l1 lat`: `--method l1 --target-latency 0.5x` (does it land within 5% of the asked latency?).
 
 Then all models are timed at batch 64 under `torch.inference_mode`, interleaved (one forward
-each per round, order reversed every other round), medians over the rounds after warm-up.
+each per round, order reversed every other round), medians over the rounds after warm-up, with
+the CPU allocator kept steady as prunecli times (`prunecli.profiling.allocator`; glibc's
+defaults page-fault every large activation, a cost that varies from process to process).
 Reported: MACs, the speedup over the unpruned model, and speedup / MAC ratio (target ≥ 0.9).
 The latency table each prune builds is timed on this machine at batch 64 (`<stem>.latency.json`).
 """
@@ -82,17 +84,19 @@ def main() -> None:
     import torch
 
     from prunecli.io import checkpoint as ckpt
+    from prunecli.profiling.allocator import allocator
 
-    summary, rows = {}, []
+    summary, rows, mode = {}, [], "system"
     with tempfile.TemporaryDirectory(prefix="prunecli-bench-") as tmp:
         for model, (data, shape) in MODELS.items():
             variants = prepare(model, data, Path(tmp), args.quick)
             x = torch.randn(BATCH, *shape)
             timers = {name: forward_timer(ckpt.load(str(path)).model.eval(), x) for name, (path, _) in variants.items()}
-            for run in timers.values():
-                for _ in range(warmup):
-                    run()
-            secs = interleave(timers, rounds)
+            with allocator("steady", "cpu") as mode:
+                for run in timers.values():
+                    for _ in range(warmup):
+                        run()
+                secs = interleave(timers, rounds)
             for name, (_, result) in variants.items():
                 if name == "base":
                     continue
@@ -107,12 +111,12 @@ def main() -> None:
                              s["speedup_over_mac_ratio"], f"{1 / speedup / asked:.3f}" if asked else "",
                              f"{result['prune_seconds']:.0f}"])
     print_table(f"CPU latency, batch {BATCH}, {rounds} interleaved rounds after {warmup} warm-up, torch threads "
-                f"{threads}", ["model", "variant", "MMACs", "MAC ratio", "ms", "speedup", "speedup/MAC ratio",
+                f"{threads}, {mode} allocator", ["model", "variant", "MMACs", "MAC ratio", "ms", "speedup", "speedup/MAC ratio",
                                "measured/asked latency", "prune s"], rows)
     name = "latency_prune" + ("_" + os.environ["BENCH_MODELS"].replace(":", "_").replace(",", "_")
                               if os.environ.get("BENCH_MODELS") else "")
     write_results(name, {"machine": machine_info(threads), "batch": BATCH, "warmup": warmup,
-                                    "rounds": rounds, "models": summary})
+                         "rounds": rounds, "allocator": mode, "models": summary})
 
 
 if __name__ == "__main__":
