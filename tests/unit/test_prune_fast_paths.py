@@ -1,14 +1,22 @@
 """The shortcuts that keep `prune` within 1.1× of a hand-written Torch-Pruning script
 (bench/prune_speed.py) give exactly what the ordinary paths give, and step aside when they cannot.
 
-- `checkpoint.load_bytes(skip_init=True)`: a meta-device skeleton filled by assignment;
-- `verify.checked_bytes`: tries that first, and any failure is decided by the ordinary load.
+- `checkpoint.load_bytes(skip_init=True)`: a meta-device skeleton filled by assignment, the
+  caller's own meta build of the unpruned model if it has one (`skeleton=`);
+- `verify.checked_bytes`: tries that first, and any failure is decided by the ordinary load;
+- `checkpoint.load`: the file's sha256 on a second thread while the model is built;
+- `structured.make_pruner(graph=)`: the pruner takes the graph `prune` built for its
+  sliced-concat check instead of tracing the model again, where nothing would differ.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+
 import pytest
 import torch
+import torch_pruning as tp
 
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
@@ -56,14 +64,112 @@ def test_checked_bytes_falls_back_to_the_ordinary_load(tmp_path, monkeypatch):
     calls = []
     real = verify._reload_mismatch
 
-    def fast_fails(model, data, x, expected, skip_init):
+    def fast_fails(model, data, x, expected, skip_init, **kwargs):
         calls.append(skip_init)
-        return "injected" if skip_init else real(model, data, x, expected, skip_init)
+        return "injected" if skip_init else real(model, data, x, expected, skip_init, **kwargs)
 
     monkeypatch.setattr(verify, "_reload_mismatch", fast_fails)
     data = verify.checked_bytes(loaded.model, loaded.header, loaded.header.input_shape)
     assert calls == [True, False] and ckpt.load_bytes(data).model is not None
 
-    monkeypatch.setattr(verify, "_reload_mismatch", lambda *a, skip_init: "injected")
+    monkeypatch.setattr(verify, "_reload_mismatch", lambda *a, skip_init, **kwargs: "injected")
     with pytest.raises(UserError, match="would not reload into the same model \\(injected\\)"):
         verify.checked_bytes(loaded.model, loaded.header, loaded.header.input_shape)
+
+
+def test_skeleton_of_the_caller_gives_the_ordinary_load(tmp_path):
+    """A pruned file reloaded on the caller's meta build of the unpruned model (as `prune` does
+    with the build it diffed against) equals the ordinary load; the hash is skipped on request."""
+    from prunecli.models import build_model
+    from tests.conftest import run_cli
+
+    src, out = untrained("resnet_tiny", tmp_path / "m.safetensors"), tmp_path / "p.safetensors"
+    assert run_cli("prune", src, "--method", "l1", "--ratio", "0.5", "-o", out).exit_code == 0
+    data = out.read_bytes()
+    header = ckpt.read_header(data)
+    with torch.device("meta"):
+        skeleton = build_model(header.model.name, **header.model.kwargs)[0]
+    fast = ckpt.load_bytes(data, skip_init=True, digest=False, skeleton=skeleton)
+    slow = ckpt.load_bytes(data)
+    assert fast.model is skeleton and fast.sha256 is None and slow.sha256 == hashlib.sha256(data).hexdigest()
+    a, b = fast.model.state_dict(), slow.model.state_dict()
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+    x = verify.probe_input(header.input_shape)
+    assert all(torch.equal(p, q) for p, q in zip(verify._run(fast.model, x), verify._run(slow.model, x)))
+
+
+def test_file_hash_on_a_second_thread(tmp_path, monkeypatch):
+    """`load` hashes the file beside the build: the right digest, and its error reaches the caller."""
+    import threading
+
+    path = untrained("resnet_tiny", tmp_path / "m.safetensors")
+    threads, real = [], ckpt._file_sha256
+
+    def spy(p):
+        threads.append(threading.current_thread())
+        return real(p)
+
+    monkeypatch.setattr(ckpt, "_file_sha256", spy)
+    assert ckpt.load(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert threads and threads[0] is not threading.main_thread()
+
+    def unreadable(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(ckpt, "_file_sha256", unreadable)
+    with pytest.raises(PermissionError):
+        ckpt.load(path)
+
+
+def _pruner(name: str, graph_of_model: bool):
+    from prunecli.models import build_model
+    from prunecli.pruning import structured
+
+    torch.manual_seed(0)
+    model, entry, _ = build_model(name)
+    model.eval()
+    graph = structured._graph(model, entry.input_shape) if graph_of_model else None
+    plan = structured.PrunePlan(ratio=0.5)
+    pruner = structured.make_pruner(model, entry.input_shape, tp.importance.GroupMagnitudeImportance(p=1), 0.5,
+                                    plan, entry.protected, graph=graph)
+    return model, entry, graph, pruner
+
+
+def test_pruner_takes_the_checked_graph_and_prunes_the_same():
+    """The plain graph of the model becomes the pruner's (no second trace) and the pruning is the
+    same channel for channel as with the pruner's own graph; Torch-Pruning's class is as it was."""
+    from prunecli.pruning import structured
+
+    build = tp.dependency.DependencyGraph.build_dependency
+    model, entry, graph, pruner = _pruner("resnet_tiny", graph_of_model=True)
+    assert pruner.DG is graph
+    assert tp.dependency.DependencyGraph.build_dependency is build
+    torch.manual_seed(0)
+    twin = copy.deepcopy(model)
+    plan = structured.PrunePlan(ratio=0.5)
+    imp = tp.importance.GroupMagnitudeImportance(p=1)
+    reused = structured.prune_at(model, entry.input_shape, imp, 0.5, plan, entry.protected,
+                                 graph=structured._graph(model, entry.input_shape))
+    own = structured.prune_at(twin, entry.input_shape, imp, 0.5, plan, entry.protected)
+    assert reused == own and any(r["removed"] for r in own)
+    a, b = model.state_dict(), twin.state_dict()
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pruner_builds_its_own_graph_where_extensions_change_it():
+    """Swin's patch merging has a custom pruner and its bias tables are ignored parameters: the
+    pruner's build differs from the plain graph, so it is built (and the class restored)."""
+    build = tp.dependency.DependencyGraph.build_dependency
+    _, _, graph, pruner = _pruner("swin_tiny_test", graph_of_model=True)
+    assert graph is not None and pruner.DG is not graph
+    assert tp.dependency.DependencyGraph.build_dependency is build
+
+
+def test_reusing_restores_the_class_after_a_failure():
+    from prunecli.pruning.graphcheck import reusing
+
+    build = tp.dependency.DependencyGraph.build_dependency
+    with pytest.raises(RuntimeError, match="inside"), reusing(object()):
+        assert tp.dependency.DependencyGraph.build_dependency is not build
+        raise RuntimeError("inside")
+    assert tp.dependency.DependencyGraph.build_dependency is build
