@@ -7,7 +7,8 @@
 - `checkpoint.load`: the file's sha256 on a second thread while the model is built;
 - `structured.make_pruner(graph=)`: the pruner takes the graph `prune` built for its
   sliced-concat check instead of tracing the model again, where nothing would differ;
-- `app.main`: the garbage collector's objects are frozen at exit (Python's shutdown took 1 s).
+- `app.main`: the garbage collector's objects are frozen at exit (Python's shutdown took 1 s);
+- `runtime.heavy_imports`: torch & co. imported with the collector paused, then frozen (0.5 s).
 """
 
 from __future__ import annotations
@@ -202,3 +203,29 @@ def test_a_fresh_process_exits_with_everything_written(tmp_path):
     assert ckpt.load(out).model is not None
     assert json.loads((tmp_path / "p.masks.json").read_text())["layers"]
     assert json.loads((tmp_path / "p.flops.json").read_text())["after"]["macs"] > 0
+
+
+def test_heavy_imports_pause_then_freeze_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import gc, sys\n"
+            "from prunecli.utils.runtime import heavy_imports\n"
+            "with heavy_imports():\n"
+            "    during = gc.isenabled()\n"
+            "    import torch, torch_pruning\n"
+            "print(during, gc.isenabled(), gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["False", "True"] and int(out[2]) > 100_000
+
+
+def test_heavy_imports_change_nothing_once_torch_is_imported():
+    """In this process (torch imported): no pause, nothing frozen (earlier garbage stays collectable)."""
+    import gc
+
+    from prunecli.utils.runtime import heavy_imports
+
+    frozen = gc.get_freeze_count()
+    with heavy_imports():
+        assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
