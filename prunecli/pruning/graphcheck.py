@@ -17,7 +17,6 @@ layers extensions keep whole count as ignored here; this check refuses what is l
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import re
 
@@ -115,30 +114,3 @@ def refuse_sliced_concats(model: nn.Module, graph, ignored: list[nn.Module]) -> 
         f"and {len(offending) - 1} more: its concat offsets come out wrong and its group search takes minutes; "
         f"try {' '.join(f'--ignore {g!r}' for g in globs)}"
     )
-
-
-@contextlib.contextmanager
-def reusing(graph):
-    """While Torch-Pruning's pruner is built, its `DependencyGraph().build_dependency(model, ...)`
-    returns `graph` (None: nothing changes).
-
-    `prune` traces the model once for the check above; the pruner would trace it again with the
-    same arguments (where no extension adds custom pruners, unwrapped or ignored parameters:
-    `make_pruner` decides) and build the same graph, 0.04 s of a ResNet-50's `prune`.
-    `BasePruner` takes no graph, so its class's build is replaced for this one call, for this
-    model only, and restored after.
-    """
-    if graph is None:
-        yield
-        return
-    cls = tp.dependency.DependencyGraph
-    build = cls.build_dependency
-
-    def reused(self, model, *args, **kwargs):
-        return graph if model is graph.model else build(self, model, *args, **kwargs)
-
-    cls.build_dependency = reused
-    try:
-        yield
-    finally:
-        cls.build_dependency = build

@@ -24,7 +24,7 @@ import torch_pruning as tp
 from prunecli.errors import UserError
 from prunecli.profiling.counts import ModelCount, count, example_input
 from prunecli.pruning.deadline import phase
-from prunecli.pruning.graphcheck import refuse_sliced_concats, reusing
+from prunecli.pruning.graphcheck import refuse_sliced_concats
 
 
 @dataclass
@@ -174,13 +174,11 @@ def extended(model: nn.Module, protected: tuple[str, ...], ignore: list[str]) ->
 
 
 def make_pruner(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...],
-                widths: dict[str, int] | None = None, *, graph=None):
+                widths: dict[str, int] | None = None):
     """Torch-Pruning's pruner for `model` with the registry's extensions, its graph fixed.
 
     `widths` (root layer name → channels kept) sets each listed group's width exactly (a local
     scope per group, Torch-Pruning's `pruning_ratio_dict`); latency-aware pruning decides them.
-    `graph`: the plain dependency graph of `model` as it is now (`prune`'s sliced-concat check),
-    used as the pruner's own where the extensions add nothing its build would differ by.
     """
     from prunecli.pruning.extensions import fix_graph
 
@@ -190,9 +188,8 @@ def make_pruner(model, input_shape, importance, ratio: float, plan: PrunePlan, p
     if widths is not None:  # int(C·(1 − r)) = w exactly: r = 1 − (w + ½)/C
         named = dict(model.named_modules())
         ratio_dict.update({named[n]: 1 - (w + 0.5) / _out_channels(named[n]) for n, w in widths.items()})
-    plain = not (ext.custom or ext.unwrapped or ext.hidden) and all(isinstance(m, nn.Module) for m in ext.ignored)
     with phase("building the dependency graph"), warnings.catch_warnings(record=True) as caught, \
-            graph_errors(_PRUNER_HINT), reusing(graph if plain else None):
+            graph_errors(_PRUNER_HINT):
         warnings.simplefilter("always")
         pruner = tp.pruner.BasePruner(
             model, example_input(input_shape), importance=importance,
@@ -211,13 +208,13 @@ def make_pruner(model, input_shape, importance, ratio: float, plan: PrunePlan, p
 
 
 def prune_at(model, input_shape, importance, ratio: float, plan: PrunePlan, protected: tuple[str, ...],
-             widths: dict[str, int] | None = None, *, graph=None) -> list[dict]:
+             widths: dict[str, int] | None = None) -> list[dict]:
     """Prune `model` in place at channel ratio `ratio` (or at `widths`, see `make_pruner`);
     returns one record per pruned layer."""
     from prunecli.pruning.extensions import after_prune, fix_graph
 
     recorder = _Recorder(importance, model)
-    pruner = make_pruner(model, input_shape, recorder, ratio, plan, protected, widths, graph=graph)
+    pruner = make_pruner(model, input_shape, recorder, ratio, plan, protected, widths)
     names = {m: n for n, m in model.named_modules()}
     before = {m: _out_channels(m) for m in names}
     removed: dict[nn.Module, list[int]] = {}
@@ -338,8 +335,7 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     """
     before = count(model, input_shape)
     with phase("checking the dependency graph"):  # one build: refuse what TP would mis-read, in seconds
-        graph = _graph(model, input_shape)
-        refuse_sliced_concats(model, graph, _left_alone(model, protected, plan.ignore))
+        refuse_sliced_concats(model, _graph(model, input_shape), _left_alone(model, protected, plan.ignore))
     if plan.latency_aware:  # latency-aware pruning (issue 16)
         from prunecli.pruning.latency_run import prune_for_latency
 
@@ -347,8 +343,7 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
     if plan.target_macs is None:
         if plan.ratio is None or not 0 < plan.ratio < 1:
             raise UserError(f"--ratio must be in (0, 1), got {plan.ratio}")
-        layers, blocks = _prune_width_depth(model, input_shape, importance_factory, plan.ratio, plan, protected,
-                                            graph)
+        layers, blocks = _prune_width_depth(model, input_shape, importance_factory, plan.ratio, plan, protected)
         pruned, ratio = model, plan.ratio
     else:
         target = parse_target_macs(plan.target_macs, before.macs)
@@ -358,9 +353,9 @@ def prune(model, input_shape, importance_factory, plan: PrunePlan, protected: tu
                            blocks)
 
 
-def _prune_width_depth(model, input_shape, importance_factory, ratio, plan, protected, graph=None):
+def _prune_width_depth(model, input_shape, importance_factory, ratio, plan, protected):
     """Channels at `ratio`, then (if asked) the least important blocks, as Isomorphic Pruning's ConvNeXt."""
-    layers = prune_at(model, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected, graph=graph)
+    layers = prune_at(model, input_shape, importance_factory(seed=plan.seed), ratio, plan, protected)
     blocks = []
     if plan.remove_blocks:
         from prunecli.pruning.blocks import remove_blocks

@@ -13,12 +13,10 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 
 import pytest
 import torch
-import torch_pruning as tp
 
 from prunecli.errors import UserError
 from prunecli.io import checkpoint as ckpt
@@ -121,60 +119,6 @@ def test_file_hash_on_a_second_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt, "_file_sha256", unreadable)
     with pytest.raises(PermissionError):
         ckpt.load(path)
-
-
-def _pruner(name: str, graph_of_model: bool):
-    from prunecli.models import build_model
-    from prunecli.pruning import structured
-
-    torch.manual_seed(0)
-    model, entry, _ = build_model(name)
-    model.eval()
-    graph = structured._graph(model, entry.input_shape) if graph_of_model else None
-    plan = structured.PrunePlan(ratio=0.5)
-    pruner = structured.make_pruner(model, entry.input_shape, tp.importance.GroupMagnitudeImportance(p=1), 0.5,
-                                    plan, entry.protected, graph=graph)
-    return model, entry, graph, pruner
-
-
-def test_pruner_takes_the_checked_graph_and_prunes_the_same():
-    """The plain graph of the model becomes the pruner's (no second trace) and the pruning is the
-    same channel for channel as with the pruner's own graph; Torch-Pruning's class is as it was."""
-    from prunecli.pruning import structured
-
-    build = tp.dependency.DependencyGraph.build_dependency
-    model, entry, graph, pruner = _pruner("resnet_tiny", graph_of_model=True)
-    assert pruner.DG is graph
-    assert tp.dependency.DependencyGraph.build_dependency is build
-    torch.manual_seed(0)
-    twin = copy.deepcopy(model)
-    plan = structured.PrunePlan(ratio=0.5)
-    imp = tp.importance.GroupMagnitudeImportance(p=1)
-    reused = structured.prune_at(model, entry.input_shape, imp, 0.5, plan, entry.protected,
-                                 graph=structured._graph(model, entry.input_shape))
-    own = structured.prune_at(twin, entry.input_shape, imp, 0.5, plan, entry.protected)
-    assert reused == own and any(r["removed"] for r in own)
-    a, b = model.state_dict(), twin.state_dict()
-    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
-
-
-def test_pruner_builds_its_own_graph_where_extensions_change_it():
-    """Swin's patch merging has a custom pruner and its bias tables are ignored parameters: the
-    pruner's build differs from the plain graph, so it is built (and the class restored)."""
-    build = tp.dependency.DependencyGraph.build_dependency
-    _, _, graph, pruner = _pruner("swin_tiny_test", graph_of_model=True)
-    assert graph is not None and pruner.DG is not graph
-    assert tp.dependency.DependencyGraph.build_dependency is build
-
-
-def test_reusing_restores_the_class_after_a_failure():
-    from prunecli.pruning.graphcheck import reusing
-
-    build = tp.dependency.DependencyGraph.build_dependency
-    with pytest.raises(RuntimeError, match="inside"), reusing(object()):
-        assert tp.dependency.DependencyGraph.build_dependency is not build
-        raise RuntimeError("inside")
-    assert tp.dependency.DependencyGraph.build_dependency is build
 
 
 def test_main_freezes_the_collector_at_exit_once(monkeypatch):
