@@ -91,6 +91,7 @@ app.add_typer(ls.app, name="ls")
 def main() -> None:
     from prunecli.errors import UserError
 
+    _fast_exit()
     debug = "--debug" in sys.argv[1:]
     from prunecli.engine.dist import quiet_other_ranks
 
@@ -110,3 +111,20 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _fast_exit() -> None:
+    """Freeze the garbage collector's objects when the process exits.
+
+    With torch, Torch-Pruning and timm loaded, Python's own shutdown took a second (1.0 s of a
+    5 s `prune`, measured with `-c "import torch"` alone at 0.5-0.8 s): while it tears the modules
+    down it runs full collections over a million long-lived objects. Frozen, they are skipped
+    (0.2 s). Everything a command writes is flushed and renamed before it returns, atexit
+    handlers still run in order (this one first), and objects are still freed by reference
+    counting; only cyclic garbage left at exit is not collected, which the OS reclaims anyway.
+    """
+    import atexit
+    import gc
+
+    atexit.unregister(gc.freeze)  # once, however often main() runs in one process (the tests)
+    atexit.register(gc.freeze)

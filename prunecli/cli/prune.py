@@ -128,8 +128,11 @@ def _structured(chosen, v: dict) -> None:
         _check_budget(method, ratio, target_macs, target_latency)
     if v.get("remove_blocks") and not v.get("blocks"):
         raise UserError("--remove-blocks needs --blocks GLOB naming the removable blocks, e.g. 'stages.2.blocks.*'")
-    from prunecli.pruning.run import run_prune
-    from prunecli.pruning.structured import PrunePlan
+    from prunecli.utils.runtime import heavy_imports
+
+    with heavy_imports():
+        from prunecli.pruning.run import run_prune
+        from prunecli.pruning.structured import PrunePlan
 
     ignore = v["ignore"] or []
     round_to = v["round_to"] if v["round_to"] in (None, "auto") else int(v["round_to"])
@@ -219,8 +222,11 @@ def _unstructured(method: str, v: dict) -> None:
     sparsity, schedule, output, ignore = v["sparsity"], v["schedule"], v["output"], v["ignore"] or []
     if sparsity is None or not 0 < sparsity < 1:
         raise UserError(f"--method {method} needs --sparsity in (0, 1), got {sparsity}")
-    from prunecli.pruning.run import run_unstructured
-    from prunecli.pruning.unstructured import SparsePlan
+    from prunecli.utils.runtime import heavy_imports
+
+    with heavy_imports():
+        from prunecli.pruning.run import run_unstructured
+        from prunecli.pruning.unstructured import SparsePlan
 
     plan = SparsePlan(sparsity=sparsity, schedule=schedule, step=v["step"], unit=v["unit"],
                       include_bn=v["include_bn"], ignore=ignore, finetune_epochs=v["finetune_epochs"],

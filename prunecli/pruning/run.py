@@ -157,8 +157,10 @@ def run_prune(src: str, out: str, method_name: str, plan: PrunePlan, *, data: st
                                     "removed_modules": ckpt.removed_modules(pruned, fresh),
                                     "lineage": [*header.lineage, entry], "metrics": {}})
     # verified before anything is written (it runs, it reloads into the same model); the
-    # verified bytes are the ones written
-    atomic.write_bytes(out, checked_bytes(pruned, new, shape))
+    # verified bytes are the ones written. An unpruned build on the meta device is used up by
+    # the reload (it is not needed after the diff); a CPU build is still counted below.
+    skeleton = fresh if not header.structure and ckpt.any_meta(fresh) else None
+    atomic.write_bytes(out, checked_bytes(pruned, new, shape, skeleton=skeleton))
     name = Path(out).name if out != "-" else "-"
     masks = MasksSidecar(checkpoint=name, parent_sha256=loaded.sha256, method=method.name,
                          options={**options, "resolved_ratio": outcome.ratio},

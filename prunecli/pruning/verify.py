@@ -123,8 +123,11 @@ def _run(model, x) -> list[torch.Tensor]:
         model.train(was_training)
 
 
-def checked_bytes(model, header, shape) -> bytes:
+def checked_bytes(model, header, shape, skeleton=None) -> bytes:
     """The checkpoint bytes of `model`, verified: it runs and reloads into an identical model.
+
+    `skeleton`: the unpruned registry build of `header.model` on the meta device, if the caller
+    has one it no longer needs (`prune`'s structure diff); the reload is built on it.
 
     Raises:
         UserError: the pruned forward fails (naming the layer), or the bytes do not reload
@@ -140,7 +143,7 @@ def checked_bytes(model, header, shape) -> bytes:
     # anything short of a clean pass is decided by the ordinary load path, so the shortcut can
     # only save time, never change the verdict.
     try:
-        if _reload_mismatch(model, data, x, expected, skip_init=True) is None:
+        if _reload_mismatch(model, data, x, expected, skip_init=True, skeleton=skeleton) is None:
             return data
     except Exception:  # noqa: BLE001 - decided below by the ordinary path
         pass
@@ -155,11 +158,12 @@ def checked_bytes(model, header, shape) -> bytes:
     return data
 
 
-def _reload_mismatch(model, data: bytes, x, expected: list[torch.Tensor], skip_init: bool) -> str | None:
+def _reload_mismatch(model, data: bytes, x, expected: list[torch.Tensor], skip_init: bool,
+                     skeleton=None) -> str | None:
     """Why `data` does not reload into `model` (state dict, then outputs on `x`), or None."""
     from prunecli.io import checkpoint as ckpt
 
-    reloaded = ckpt.load_bytes(data, skip_init=skip_init).model
+    reloaded = ckpt.load_bytes(data, skip_init=skip_init, digest=False, skeleton=skeleton).model
     mismatch = _state_mismatch(model.state_dict(), reloaded.state_dict())
     if mismatch is None:
         got = _run(reloaded, x)

