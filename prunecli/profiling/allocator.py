@@ -25,13 +25,16 @@ import ctypes
 import ctypes.util
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 MODES = ("steady", "system")
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h> parameter numbers
 DEFAULT_TRIM, DEFAULT_MMAP_MAX = 128 * 1024, 65536  # glibc's documented defaults (mallopt(3))
 NO_TRIM = 2**31 - 1  # mallopt takes a C int: 2 GiB of free heap top before a trim, i.e. never here
+_active: list[str] = []  # the modes of the enclosing `allocator` blocks, innermost last
 
 
+@lru_cache(maxsize=1)
 def _libc():
     """glibc's `mallopt` and `malloc_trim`, or None where the C library has no `mallopt`."""
     try:
@@ -48,22 +51,44 @@ def check_mode(mode: str) -> None:
         raise UserError(f"--allocator must be one of {', '.join(MODES)}, got {mode!r}")
 
 
+def mode_for(mode: str, device: str) -> str:
+    """The mode an `allocator(mode, device)` block puts in effect here, without touching malloc."""
+    return "steady" if mode == "steady" and device.startswith("cpu") and _libc() is not None else "system"
+
+
 @contextmanager
 def allocator(mode: str, device: str, libc=None) -> Iterator[str]:
     """Measure inside this block with `mode`'s allocator; yields the mode in effect (`system`
-    where `steady` cannot apply). `libc`: a stand-in for the C library in tests."""
+    where `steady` cannot apply). Inside an enclosing block nothing changes and its mode is
+    yielded: the latency table's layer-by-layer timings share one setting and one trim at the
+    end. `libc`: a stand-in for the C library in tests."""
+    if _active:
+        yield _active[-1]
+        return
     on_cpu = device.startswith("cpu")
     libc = libc if libc is not None else (_libc() if mode == "steady" and on_cpu else None)
     if mode != "steady" or not on_cpu or libc is None:
-        yield "system"
+        with _entered("system") as got:
+            yield got
         return
     if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, NO_TRIM)):  # mallopt: 1 on success
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        yield "system"
+        with _entered("system") as got:
+            yield got
         return
     try:
-        yield "steady"
+        with _entered("steady") as got:
+            yield got
     finally:
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM)
         libc.malloc_trim(0)
+
+
+@contextmanager
+def _entered(mode: str) -> Iterator[str]:
+    _active.append(mode)
+    try:
+        yield mode
+    finally:
+        _active.pop()

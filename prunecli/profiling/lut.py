@@ -174,10 +174,12 @@ def time_layer_widths(model, input_shape, widths: dict[str, list[int]], batch: i
     `inputs`: input width, the output full; grouped convs are left out of those)."""
     import torch
 
+    from prunecli.profiling.allocator import allocator
+
     named = dict(model.named_modules())
     shapes = capture_inputs(model, input_shape, list(widths))
     out: dict[str, dict[int, float]] = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), allocator("steady", device):  # one setting for every layer's `time_modules`
         for name, ws in widths.items():
             if name not in shapes or not ws:
                 continue

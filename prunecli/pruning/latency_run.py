@@ -19,6 +19,7 @@ import torch
 from prunecli.console import err
 from prunecli.errors import UserError
 from prunecli.profiling import lut
+from prunecli.profiling.allocator import mode_for
 from prunecli.pruning.deadline import phase
 from prunecli.pruning.latency import (
     Group,
@@ -220,15 +221,7 @@ def _measured(job: _Job, pruned, records, pred: Predictor, target_ratio) -> dict
             "target_ratio": target_ratio, "predicted_ratio": pred.ratio(widths), "widths": widths,
             "method": "halp" if plan.halp else ("round-auto" if plan.round_auto else "ratio-search"),
             "runs": MEASURE_RUNS, "protocol": "base and pruned interleaved, 2 warm-up, median",
-            "allocator": _allocator(plan.device)}
-
-
-def _allocator(device: str) -> str:
-    """The allocator mode `measure` and the table timed under (`profiling.allocator`: steady where it applies)."""
-    from prunecli.profiling.allocator import allocator
-
-    with allocator("steady", device) as mode:
-        return mode
+            "allocator": mode_for("steady", plan.device)}  # what `measure` and the table timed under
 
 
 def _plain(plan):

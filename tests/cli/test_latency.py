@@ -279,6 +279,11 @@ def test_allocator_steady_keeps_memory_while_timing_and_restores_glibc_defaults(
     refused = FakeLibc(ok=0)
     with A.allocator("steady", "cpu", refused) as got:
         assert got == "system"
+    libc = FakeLibc()
+    with A.allocator("steady", "cpu", libc):
+        with A.allocator("steady", "cpu", libc) as inner, A.allocator("system", "cpu", libc) as other:
+            assert inner == other == "steady" and len(libc.calls) == 2  # nested: the enclosing block's setting
+    assert len(libc.calls) == 5 and A._active == []  # restored and trimmed once, by the outer block
 
 
 def test_profile_records_the_allocator(tmp_path):
