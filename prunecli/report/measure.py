@@ -33,32 +33,32 @@ def _sidecar(run: Run, kind: str) -> str:
 
 def _evaluate(run: Run, data: str | None, split: str, device: str, batch_size: int) -> int:
     from prunecli.engine import run as engine
-    from prunecli.io.sidecars import write_result
 
     spec = data or (run.header.data.spec if run.header.data else None)
     if spec is None:
         warn(f"{run.path}: not evaluated, its header records no data; give --data SPEC")
         return 0
-    try:
-        result = engine.evaluate(str(run.path), spec, device, batch_size, split=split)
-    except UserError as err:
-        warn(f"{run.path}: not evaluated ({err})")
-        return 0
-    write_result(_sidecar(run, "eval"), result)
-    run.side["eval"] = result
-    return 1
+    return _kept(run, "eval", "evaluated",
+                 lambda: engine.evaluate(str(run.path), spec, device, batch_size, split=split))
 
 
 def _profile(run: Run, device: str, batch_sizes: list[int], timing_runs: int, warmup: int) -> int:
-    from prunecli.io.sidecars import write_result
     from prunecli.profiling.report import profile_checkpoints
 
+    return _kept(run, "profile", "profiled",
+                 lambda: profile_checkpoints(str(run.path), None, batch_sizes=batch_sizes, runs=timing_runs,
+                                             warmup=warmup, device=device, threads=None, per_layer=False))
+
+
+def _kept(run: Run, kind: str, done: str, measure) -> int:
+    """`measure()` kept as the run's `<stem>.<kind>.json` and in `run.side`: 1, or a warning and 0 if it refuses."""
+    from prunecli.io.sidecars import write_result
+
     try:
-        result = profile_checkpoints(str(run.path), None, batch_sizes=batch_sizes, runs=timing_runs, warmup=warmup,
-                                     device=device, threads=None, per_layer=False)
+        result = measure()
     except UserError as err:
-        warn(f"{run.path}: not profiled ({err})")
+        warn(f"{run.path}: not {done} ({err})")
         return 0
-    write_result(_sidecar(run, "profile"), result)
-    run.side["profile"] = result
+    write_result(_sidecar(run, kind), result)
+    run.side[kind] = result
     return 1
