@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, untrained
 
 DATA = "phantom:n=2,val=3,size=32,coils=4"
 
@@ -24,10 +24,7 @@ def _numpy_zero_filled(x: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def zf(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zf") / "zf.safetensors"
-    r = run_cli("train", "--model", "zero-filled", "--data", DATA, "--epochs", "0", "--device", "cpu", "-o", out)
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return out
+    return untrained("zero-filled", tmp_path_factory.mktemp("zf") / "zf.safetensors", DATA)
 
 
 def test_zero_filled_is_the_adjoint_and_exact_on_full_sampling():
